@@ -1,0 +1,122 @@
+"""Request schemas: parse the JSON a client sent into domain values, or say what is wrong."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from flask import Request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from api.problems import Problem
+from kirana.config import settings
+from kirana.orders import NewOrder, OrderItem, PaymentMethod
+
+Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    sku: Sku
+    qty: Annotated[int, Field(gt=0)]
+
+    @field_validator("qty")
+    @classmethod
+    def _qty_cap(cls, qty: int) -> int:
+        cap = settings().max_item_qty
+        if qty > cap:
+            raise ValueError(f"at most {cap} of one item")
+        return qty
+
+
+class OrderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    customer_id: Ident
+    store_id: Ident
+    items: Annotated[list[ItemIn], Field(min_length=1)]
+    payment_method: Literal["cod"]
+
+    @field_validator("items")
+    @classmethod
+    def _items(cls, items: list[ItemIn]) -> list[ItemIn]:
+        cap = settings().max_order_items
+        if len(items) > cap:
+            raise ValueError(f"at most {cap} items in one order")
+        skus = [item.sku for item in items]
+        if len(set(skus)) != len(skus):
+            raise ValueError("each sku may appear once; put the total in qty")
+        return items
+
+    def to_domain(self) -> NewOrder:
+        return NewOrder(
+            customer_id=self.customer_id,
+            store_id=self.store_id,
+            items=tuple(OrderItem(i.sku, i.qty) for i in self.items),
+            payment_method=PaymentMethod(self.payment_method),
+        )
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": ".".join(str(part) for part in err["loc"]) or "(body)",
+            "message": err["msg"],
+            "type": err["type"],
+        }
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def json_body(request: Request) -> Any:
+    """The request's JSON body, or a 415/400 problem that says what is wrong."""
+    if request.mimetype != "application/json":
+        raise Problem(415, "unsupported-media-type", "Unsupported Media Type",
+                      f"send the body as application/json, not {request.mimetype or 'nothing'!r}")
+    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise Problem(400, "malformed-json", "Malformed JSON", "the body is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise Problem(400, "malformed-json", "Malformed JSON",
+                      f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def parse_order(request: Request) -> NewOrder:
+    body = json_body(request)
+    if not isinstance(body, dict):
+        raise Problem(422, "validation-error", "Request body is invalid", "the body must be a JSON object",
+                      errors=[{"field": "(body)", "message": "expected an object", "type": "object_type"}])
+    try:
+        return OrderIn.model_validate(body).to_domain()
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        raise Problem(422, "validation-error", "Request body is invalid",
+                      f"{len(errors)} field(s) are invalid", errors=errors) from None
+
+
+def query_int(request: Request, name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not minimum <= value <= maximum:
+        raise Problem(400, "invalid-query", "Invalid query parameter",
+                      f"{name} must be an integer from {minimum} to {maximum}",
+                      errors=[{"field": name, "message": f"expected {minimum}..{maximum}", "type": "int_range"}])
+    return value
+
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise Problem(400, "invalid-idempotency-key", "Invalid Idempotency-Key",
+                      "Idempotency-Key must be 1 to 255 printable characters")
+    return key

@@ -1,0 +1,20 @@
+"""Every periodic job, in one place.
+
+Each entry carries `expires` a little under its interval, so a backlog after
+an outage runs a job once rather than once per missed tick. Jobs run every
+60 s or more would use crontab; the ones here are shorter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEDULE: dict[str, dict[str, Any]] = {
+    # Re-enqueue orders left "accepted"/"processing" past their lease: the
+    # safety net for a message lost between the API's write and the broker.
+    "orders-requeue-stuck": {
+        "task": "orders.requeue_stuck",
+        "schedule": 30.0,
+        "options": {"expires": 25.0},
+    },
+}

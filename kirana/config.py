@@ -1,0 +1,140 @@
+"""Every setting Kirana reads, in one place.
+
+Settings come from environment variables; each default fits the embedded
+stack that `make run` and the tests start, so nothing needs configuring to
+try Kirana, and production sets only what differs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:  # fail at start, not at the first order
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed view of the environment. Build with `Settings.from_env()`."""
+
+    env: str = "development"
+    redis_url: str = "redis://127.0.0.1:6390/0"
+    mongo_url: str = "mongodb://127.0.0.1:27027"
+    mongo_db: str = "kirana"
+    # How long a request waits for MongoDB or Redis before answering 503.
+    mongo_timeout_ms: int = 2000
+    redis_timeout_s: float = 2.0
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = 2
+    api_threads: int = 8
+    flower_port: int = 5555
+    flower_basic_auth: str = "ops:kirana-dev"
+
+    data_dir: Path = field(default_factory=lambda: ROOT / "var")
+
+    max_body_bytes: int = 64 * 1024
+    max_order_items: int = 100
+    max_item_qty: int = 1000
+
+    # Above the longest task's hard limit and the longest retry countdown:
+    # Redis redelivers an unacked message only after this many seconds.
+    visibility_timeout_s: int = 3600
+    retry_backoff_max_s: int = 600
+    task_max_retries: int = 8
+
+    worker_heartbeat_s: float = 5.0
+    # /readyz wants every pool seen alive within this many seconds.
+    worker_alive_window_s: float = 20.0
+
+    # An order still "accepted" after this long is enqueued again by beat.
+    stuck_order_after_s: int = 60
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            env=_env("KIRANA_ENV", cls.env),
+            redis_url=_env("REDIS_URL", cls.redis_url),
+            mongo_url=_env("MONGO_URL", cls.mongo_url),
+            mongo_db=_env("MONGO_DB", cls.mongo_db),
+            mongo_timeout_ms=_int("MONGO_TIMEOUT_MS", cls.mongo_timeout_ms),
+            redis_timeout_s=_float("REDIS_TIMEOUT_S", cls.redis_timeout_s),
+            api_host=_env("API_HOST", cls.api_host),
+            api_port=_int("API_PORT", cls.api_port),
+            api_workers=_int("API_WORKERS", cls.api_workers),
+            api_threads=_int("API_THREADS", cls.api_threads),
+            flower_port=_int("FLOWER_PORT", cls.flower_port),
+            flower_basic_auth=_env("FLOWER_BASIC_AUTH", cls.flower_basic_auth),
+            data_dir=Path(_env("KIRANA_DATA_DIR", str(ROOT / "var"))),
+            max_body_bytes=_int("MAX_BODY_BYTES", cls.max_body_bytes),
+            max_order_items=_int("MAX_ORDER_ITEMS", cls.max_order_items),
+            max_item_qty=_int("MAX_ITEM_QTY", cls.max_item_qty),
+            visibility_timeout_s=_int("VISIBILITY_TIMEOUT_S", cls.visibility_timeout_s),
+            retry_backoff_max_s=_int("RETRY_BACKOFF_MAX_S", cls.retry_backoff_max_s),
+            task_max_retries=_int("TASK_MAX_RETRIES", cls.task_max_retries),
+            worker_heartbeat_s=_float("WORKER_HEARTBEAT_S", cls.worker_heartbeat_s),
+            worker_alive_window_s=_float("WORKER_ALIVE_WINDOW_S", cls.worker_alive_window_s),
+            stuck_order_after_s=_int("STUCK_ORDER_AFTER_S", cls.stuck_order_after_s),
+        )
+
+
+# Environment variable for each field, for the README's configuration table
+# and the test that keeps the two in step.
+ENV_NAMES: dict[str, str] = {
+    "env": "KIRANA_ENV",
+    "redis_url": "REDIS_URL",
+    "mongo_url": "MONGO_URL",
+    "mongo_db": "MONGO_DB",
+    "mongo_timeout_ms": "MONGO_TIMEOUT_MS",
+    "redis_timeout_s": "REDIS_TIMEOUT_S",
+    "api_host": "API_HOST",
+    "api_port": "API_PORT",
+    "api_workers": "API_WORKERS",
+    "api_threads": "API_THREADS",
+    "flower_port": "FLOWER_PORT",
+    "flower_basic_auth": "FLOWER_BASIC_AUTH",
+    "data_dir": "KIRANA_DATA_DIR",
+    "max_body_bytes": "MAX_BODY_BYTES",
+    "max_order_items": "MAX_ORDER_ITEMS",
+    "max_item_qty": "MAX_ITEM_QTY",
+    "visibility_timeout_s": "VISIBILITY_TIMEOUT_S",
+    "retry_backoff_max_s": "RETRY_BACKOFF_MAX_S",
+    "task_max_retries": "TASK_MAX_RETRIES",
+    "worker_heartbeat_s": "WORKER_HEARTBEAT_S",
+    "worker_alive_window_s": "WORKER_ALIVE_WINDOW_S",
+    "stuck_order_after_s": "STUCK_ORDER_AFTER_S",
+}
+assert set(ENV_NAMES) == {f.name for f in fields(Settings)}
+
+
+@cache
+def settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings.from_env()

@@ -1,0 +1,140 @@
+"""Processing an accepted order: reserve stock, price it, decide its fate.
+
+One run at a time owns an order: it claims it by moving it to "processing"
+with a lease (a token and an expiry). Only the holder of a live lease
+reserves stock or moves the order on, so a duplicate delivery running side by
+side does nothing. When a worker dies mid-way the lease runs out and the next
+delivery takes the order over; the stock holds it finds are its own, because
+reservations are idempotent per order (see kirana.stock).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.database import Database
+
+from kirana import db as collections
+from kirana import orders, stock
+from kirana.clock import now_ms
+from kirana.orders import PaymentMethod, Publisher, RejectReason, Status
+
+
+@dataclass(frozen=True)
+class Outcome:
+    order_id: str
+    status: str
+    # False when this run found the work already done (or being done).
+    acted: bool
+    reason: str | None = None
+
+
+def _claim(db: Database, order_id: str, lease_ms: int, publish: Publisher | None) -> tuple[str, dict[str, Any]] | None:
+    token = uuid.uuid4().hex
+    until = now_ms() + lease_ms
+    claimed = orders.move(
+        db, order_id, Status.ACCEPTED, Status.PROCESSING,
+        fields={"claim": {"token": token, "until_ms": until}}, publish=publish,
+    )
+    if claimed is None:
+        # Take over a processing order whose lease has run out (its worker died).
+        # This is not a new status, so it records no event.
+        claimed = db[collections.ORDERS].find_one_and_update(
+            {"_id": order_id, "status": str(Status.PROCESSING), "claim.until_ms": {"$lt": now_ms()}},
+            {"$set": {"claim": {"token": token, "until_ms": until}, "updated_at_ms": now_ms()}},
+            return_document=ReturnDocument.AFTER,
+        )
+    return (token, claimed) if claimed is not None else None
+
+
+def _settle_holds(db: Database, order: dict[str, Any]) -> None:
+    for item in order["items"]:
+        stock.settle(db, order["store_id"], order["_id"], item["sku"])
+
+
+def _release_holds(db: Database, order: dict[str, Any]) -> None:
+    for item in order["items"]:
+        stock.release(db, order["store_id"], order["_id"], item["sku"])
+
+
+def _reject(
+    db: Database, order: dict[str, Any], token: str, reason: RejectReason, detail: dict[str, Any],
+    *, publish: Publisher | None,
+) -> Outcome:
+    _release_holds(db, order)
+    moved = orders.move(
+        db, order["_id"], Status.PROCESSING, Status.REJECTED,
+        guard={"claim.token": token},
+        fields={"reject_reason": str(reason), "reject_detail": detail},
+        unset=("claim",),
+        detail={"reason": str(reason), **detail},
+        publish=publish,
+    )
+    if moved is None:
+        return Outcome(order["_id"], orders.get(db, order["_id"])["status"], acted=False)
+    return Outcome(order["_id"], str(Status.REJECTED), acted=True, reason=str(reason))
+
+
+def process_order(db: Database, order_id: str, *, lease_ms: int, publish: Publisher | None = None) -> Outcome:
+    """Take an accepted order to confirmed (cash on delivery) or rejected."""
+    order = orders.get(db, order_id)
+    if order["status"] == Status.CONFIRMED:
+        # A redelivery after a crash between confirming and settling finishes
+        # the settling; on a settled order this changes nothing.
+        _settle_holds(db, order)
+        return Outcome(order_id, order["status"], acted=False)
+    if order["status"] in orders.TERMINAL:
+        return Outcome(order_id, order["status"], acted=False)
+
+    claimed = _claim(db, order_id, lease_ms, publish)
+    if claimed is None:
+        return Outcome(order_id, orders.get(db, order_id)["status"], acted=False)
+    token, order = claimed
+
+    if db[collections.STORES].find_one({"_id": order["store_id"]}, {"_id": 1}) is None:
+        return _reject(db, order, token, RejectReason.UNKNOWN_STORE, {"store_id": order["store_id"]}, publish=publish)
+    if order["payment_method"] not in {m.value for m in PaymentMethod}:
+        detail = {"payment_method": order["payment_method"]}
+        return _reject(db, order, token, RejectReason.UNSUPPORTED_PAYMENT, detail, publish=publish)
+
+    lines: list[dict[str, Any]] = []
+    for item in order["items"]:
+        taken = stock.reserve(db, order["store_id"], order_id, item["sku"], item["qty"])
+        if isinstance(taken, stock.Unknown):
+            return _reject(db, order, token, RejectReason.UNKNOWN_SKU, {"sku": taken.sku}, publish=publish)
+        if isinstance(taken, stock.Short):
+            return _reject(
+                db, order, token, RejectReason.OUT_OF_STOCK,
+                {"sku": taken.sku, "wanted": taken.wanted, "available": taken.available}, publish=publish,
+            )
+        lines.append(price_line(taken.product, taken.qty))
+
+    total = sum(line["line_total_paise"] for line in lines)
+    # Cash on delivery needs nothing more: the order is confirmed now.
+    moved = orders.move(
+        db, order_id, Status.PROCESSING, Status.CONFIRMED,
+        guard={"claim.token": token},
+        fields={"lines": lines, "total_paise": total},
+        unset=("claim",),
+        detail={"total_paise": total},
+        publish=publish,
+    )
+    if moved is None:  # lost the lease; whoever holds it now finishes the order
+        return Outcome(order_id, orders.get(db, order_id)["status"], acted=False)
+    _settle_holds(db, moved)
+    return Outcome(order_id, str(Status.CONFIRMED), acted=True)
+
+
+def price_line(product: dict[str, Any], qty: int) -> dict[str, Any]:
+    """A priced order line, from the catalog's price, never the client's."""
+    unit = int(product["price_paise"])
+    return {
+        "sku": product["sku"],
+        "name": product["name"],
+        "qty": qty,
+        "unit_price_paise": unit,
+        "line_total_paise": unit * qty,
+    }

@@ -1,0 +1,44 @@
+"""Which worker pools are alive: each worker beats into a Redis sorted set.
+
+One sorted set per pool maps worker name -> last beat (epoch ms). Readiness
+asks whether every pool has a member that beat within the window; a worker
+that died simply stops beating, so nothing has to clean up after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis
+
+from kirana.clock import now_ms
+
+KEY = "kirana:alive:{pool}"
+
+
+def pool_of(worker_name: str) -> str:
+    """The pool a worker belongs to: workers are named ``<pool>@<host>``."""
+    return worker_name.split("@", 1)[0]
+
+
+def beat(r: redis.Redis, worker_name: str, *, at_ms: int | None = None) -> None:
+    key = KEY.format(pool=pool_of(worker_name))
+    pipe = r.pipeline(transaction=False)
+    pipe.zadd(key, {worker_name: at_ms if at_ms is not None else now_ms()})
+    # A pool that is gone for a day leaves no key behind.
+    pipe.expire(key, 86_400)
+    pipe.execute()
+
+
+def depart(r: redis.Redis, worker_name: str) -> None:
+    r.zrem(KEY.format(pool=pool_of(worker_name)), worker_name)
+
+
+def alive(r: redis.Redis, pools: Iterable[str], window_s: float) -> dict[str, int]:
+    """Number of workers per pool seen within `window_s` seconds."""
+    since = now_ms() - int(window_s * 1000)
+    pipe = r.pipeline(transaction=False)
+    names = list(pools)
+    for pool in names:
+        pipe.zcount(KEY.format(pool=pool), since, "+inf")
+    return dict(zip(names, (int(n) for n in pipe.execute()), strict=True))

@@ -1,0 +1,138 @@
+"""`make run`: the whole stack in the foreground; `make stop` stops one in the background.
+
+    python -m stack run     redis-server, nx-27017, API, one worker per pool, beat, Flower
+    python -m stack stop    SIGTERM the stack whose pid is in var/run/stack.pid
+
+honcho supervises the processes: it multiplexes their output and, on Ctrl-C,
+SIGTERM or the death of any one of them, stops all the others. With
+REDIS_URL or MONGO_URL set, that server is used instead of a private one.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from honcho.manager import Manager
+
+from kirana.config import Settings, settings
+from stack import servers
+from stack.commands import api_command, flower_command
+from workers.pools import POOLS, beat_command, worker_command
+
+# Off the standard ports, so the private servers never meet the machine's own.
+REDIS_PORT = int(os.environ.get("KIRANA_STACK_REDIS_PORT", "6390"))
+MONGO_PORT = int(os.environ.get("KIRANA_STACK_MONGO_PORT", "27027"))
+
+
+def _pid_file(cfg: Settings) -> Path:
+    return cfg.data_dir / "run" / "stack.pid"
+
+
+def _setup_and_announce(cfg: Settings, redis_url: str, mongo_url: str) -> None:
+    """Once the servers answer: indexes, the demo catalog, then the URLs."""
+    from kirana import db, seed
+
+    try:
+        for url in (redis_url, mongo_url):
+            parsed = urlparse(url)
+            servers.wait_port(parsed.hostname or "127.0.0.1", parsed.port or 0, timeout=60)
+        database = db.database(cfg)
+        db.ensure_indexes(database)
+        if database[db.PRODUCTS].estimated_document_count() == 0:
+            print(f"seeded: {seed.seed(database)}", flush=True)
+        base = f"http://{cfg.api_host}:{cfg.api_port}"
+        servers.wait_http(f"{base}/readyz", timeout=120)
+    except Exception as exc:  # printed, not raised: the stack keeps running for diagnosis
+        print(f"\n!! stack setup failed: {exc}\n", flush=True)
+        return
+    user = cfg.flower_basic_auth.split(":", 1)[0]
+    print(
+        "\n"
+        f"  Kirana is up.\n"
+        f"  API      {base}   (try: curl {base}/readyz)\n"
+        f"  Flower   http://127.0.0.1:{cfg.flower_port}   (user {user!r}, FLOWER_BASIC_AUTH)\n"
+        f"  Redis    {redis_url}\n"
+        f"  MongoDB  {mongo_url}\n"
+        f"  Ctrl-C stops everything.\n",
+        flush=True,
+    )
+
+
+def run() -> int:
+    cfg = settings()
+    run_dir = cfg.data_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manager = Manager()
+
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        redis_dir = cfg.data_dir / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        redis_url = f"redis://127.0.0.1:{REDIS_PORT}/0"
+        manager.add_process("redis", "exec " + shlex.join(servers.redis_command(REDIS_PORT, redis_dir)))
+    mongo_url = os.environ.get("MONGO_URL")
+    if not mongo_url:
+        mongo_dir = cfg.data_dir / "mongo"
+        mongo_dir.mkdir(parents=True, exist_ok=True)
+        mongo_url = f"mongodb://127.0.0.1:{MONGO_PORT}"
+        # quiet: it logs every command; the log file keeps them.
+        manager.add_process("mongo", "exec " + shlex.join(servers.mongo_command(MONGO_PORT, mongo_dir)),
+                            quiet=True)
+
+    env = servers.process_env(redis_url, mongo_url)
+    os.environ.update({"REDIS_URL": redis_url, "MONGO_URL": mongo_url})
+    settings.cache_clear()
+    cfg = settings()
+
+    manager.add_process("api", "exec " + shlex.join(api_command(cfg)), env=env)
+    for pool in POOLS:
+        manager.add_process(pool.name, "exec " + shlex.join(worker_command(pool)), env=env)
+    manager.add_process("beat", "exec " + shlex.join(beat_command(str(run_dir / "celerybeat-schedule"))), env=env)
+    manager.add_process("flower", "exec " + shlex.join(flower_command(cfg)), env=env)
+
+    _pid_file(cfg).write_text(str(os.getpid()))
+    threading.Thread(target=_setup_and_announce, args=(cfg, redis_url, mongo_url), daemon=True).start()
+    try:
+        manager.loop()
+    finally:
+        _pid_file(cfg).unlink(missing_ok=True)
+    return manager.returncode or 0
+
+
+def stop() -> int:
+    pid_file = _pid_file(settings())
+    if not pid_file.exists():
+        print("no stack is running (no var/run/stack.pid)")
+        return 0
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        print(f"stack {pid} was not running; removed its pid file")
+        return 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print(f"stopped stack {pid}")
+            return 0
+        time.sleep(0.2)
+    print(f"stack {pid} still running after 30s", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    verb = sys.argv[1] if len(sys.argv) > 1 else "run"
+    if verb not in {"run", "stop"}:
+        print(__doc__, file=sys.stderr)
+        raise SystemExit(2)
+    raise SystemExit(run() if verb == "run" else stop())

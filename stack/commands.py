@@ -1,0 +1,31 @@
+"""The command lines of the stack's own processes (API, Flower), beside workers/pools.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from kirana.config import Settings
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def api_command(cfg: Settings, *, port: int | None = None, app: str = "api.wsgi:app") -> list[str]:
+    return [
+        _bin("gunicorn"), app,
+        "--bind", f"{cfg.api_host}:{port or cfg.api_port}",
+        # gthread: flask-sock's WebSockets hold one thread per open socket.
+        "--worker-class", "gthread", "--workers", str(cfg.api_workers), "--threads", str(cfg.api_threads),
+        "--graceful-timeout", "10", "--timeout", "30",
+        "--access-logfile", "-",
+    ]
+
+
+def flower_command(cfg: Settings) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "tasks.app", "flower",
+        f"--port={cfg.flower_port}", "--address=127.0.0.1",
+        f"--basic-auth={cfg.flower_basic_auth}",
+    ]

@@ -1,0 +1,142 @@
+"""Private Redis and MongoDB-compatible servers, and waiting for things to answer.
+
+Shared by `make run`, the test fixtures and the benchmark, so all three start
+the servers the same way: on their own ports and data directories, never
+touching the machine's own services.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(host: str, port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_open(host, port):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+def wait_http(url: str, timeout: float = 30.0, expect: int = 200) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == expect:
+                    return
+                last = f"status {resp.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"status {exc.code}: {exc.read()[:300]!r}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not {expect} after {timeout:.0f}s ({last})")
+
+
+def redis_command(port: int, data_dir: Path) -> list[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise FileNotFoundError("redis-server not found; install it (Debian: apt-get install redis-server)")
+    return [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+        # As in production: durable, and refuse writes rather than evict queued tasks.
+        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+        "--maxmemory-policy", "noeviction", "--daemonize", "no", "--logfile", "",
+    ]
+
+
+def mongo_command(port: int, data_dir: Path) -> list[str]:
+    binary = Path(sys.executable).with_name("nx-27017")
+    if not binary.exists():
+        found = shutil.which("nx-27017")
+        if found is None:
+            raise FileNotFoundError("nx-27017 not found; run `make install`")
+        binary = Path(found)
+    # Its default log and pid files are shared /tmp paths: give each server its own.
+    return [
+        str(binary), "--data-dir", str(data_dir / "db"), "--port", str(port),
+        "--log-file", str(data_dir / "nx-27017.log"), "--pid-file", str(data_dir / "nx-27017.pid"),
+    ]
+
+
+class Server:
+    """A child process (serving on `port`, if given); a context manager that stops it."""
+
+    def __init__(self, name: str, argv: Sequence[str], port: int | None, *, env: dict[str, str] | None = None,
+                 log: Path | None = None, cwd: Path | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.port = port
+        self.env = env
+        self.log = log
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> Server:
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(
+            self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd, start_new_session=True
+        )
+        if self.port is None:
+            return self
+        deadline = time.monotonic() + timeout
+        while not port_open("127.0.0.1", self.port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"{self.name} did not listen on {self.port} within {timeout:.0f}s")
+            time.sleep(0.05)
+        return self
+
+    def signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signum)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(5)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def process_env(redis_url: str, mongo_url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"REDIS_URL": redis_url, "MONGO_URL": mongo_url, "PYTHONUNBUFFERED": "1", **extra})
+    return env

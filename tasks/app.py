@@ -1,0 +1,73 @@
+"""The Celery app and all of its configuration.
+
+Workers start with ``celery -A tasks.app worker -Q <queue> -n <pool>@%h``
+(see workers/); the API imports this module only to enqueue.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Exchange
+from kombu import Queue as KombuQueue
+
+from beat_schedules import SCHEDULE
+from kirana.config import settings
+from tasks.queues import ROUTES, Queue
+
+# Task modules, imported explicitly so a worker registers every task the
+# routes and the schedule name (tests/unit/test_task_registry.py checks it).
+TASK_MODULES = ["tasks.orders", "tasks.heartbeat"]
+
+
+def make_celery() -> Celery:
+    cfg = settings()
+    app = Celery("kirana", include=TASK_MODULES)
+    app.conf.update(
+        broker_url=cfg.redis_url,
+        # Order state lives in MongoDB; nobody reads task results, and a
+        # result backend costs ~23% per task.
+        result_backend=None,
+        task_ignore_result=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_queues=[KombuQueue(q.value, Exchange(q.value, type="direct"), routing_key=q.value) for q in Queue],
+        task_routes=ROUTES,
+        task_default_queue=Queue.ORDERS.value,
+        # A task whose name matches no route must not invent a queue no pool reads.
+        task_create_missing_queues=False,
+        # Ack after the work, and give the message back if the worker dies.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={
+            "visibility_timeout": cfg.visibility_timeout_s,
+            "socket_timeout": cfg.redis_timeout_s,
+            "socket_connect_timeout": cfg.redis_timeout_s,
+        },
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=cfg.redis_timeout_s,
+        # The API must answer 503 quickly when Redis is down, not hang.
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        # Defaults for tasks that set none; each task sets its own.
+        task_soft_time_limit=60,
+        task_time_limit=90,
+        # Events for Flower and celery-exporter.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        beat_schedule=SCHEDULE,
+        timezone="Asia/Kolkata",
+        enable_utc=True,
+        worker_hijack_root_logger=True,
+    )
+    return app
+
+
+app = make_celery()

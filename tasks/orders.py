@@ -1,0 +1,42 @@
+"""orders queue: take an accepted order to confirmed or rejected."""
+
+from __future__ import annotations
+
+import logging
+
+from kirana import db, fulfilment, orders
+from kirana.clock import now_ms
+from kirana.config import settings
+from tasks.app import app
+from tasks.base import KiranaTask, publish_order_update
+
+log = logging.getLogger(__name__)
+
+SOFT_LIMIT_S = 20
+HARD_LIMIT_S = 30
+# The claim outlives the hard limit, so a live run never loses its order.
+LEASE_MS = 2 * HARD_LIMIT_S * 1000
+SWEEP_BATCH = 500
+
+
+@app.task(name="orders.process", base=KiranaTask, soft_time_limit=SOFT_LIMIT_S, time_limit=HARD_LIMIT_S)
+def process(order_id: str) -> str:
+    try:
+        outcome = fulfilment.process_order(db.database(), order_id, lease_ms=LEASE_MS, publish=publish_order_update)
+    except orders.OrderNotFound:
+        # Withdrawn by the API after a failed enqueue whose message got through.
+        log.warning("order %s not found; nothing to do", order_id)
+        return "missing"
+    return outcome.status
+
+
+@app.task(name="orders.requeue_stuck", base=KiranaTask, soft_time_limit=50, time_limit=60)
+def requeue_stuck(rounds_left: int = 10) -> int:
+    older_than = now_ms() - settings().stuck_order_after_s * 1000
+    stuck = orders.stuck(db.database(), older_than, SWEEP_BATCH)
+    for order_id in stuck:
+        process.delay(order_id)
+    # A full batch means there may be more: sweep again, up to a cap.
+    if len(stuck) == SWEEP_BATCH and rounds_left > 1:
+        requeue_stuck.delay(rounds_left - 1)
+    return len(stuck)

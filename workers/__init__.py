@@ -1,0 +1,1 @@
+"""The worker pools: one per queue, each started and scaled on its own."""
