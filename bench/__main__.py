@@ -1,0 +1,80 @@
+"""`python -m bench [--orders N] [--concurrency C] [--warmup W]` (what `make bench` runs)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType
+
+from stack import servers
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Accepted orders/s and accept latency of POST /api/v1/orders beside a bare enqueue route, "
+        "and submit->confirmed latency, on private servers started for the run.",
+    )
+    parser.add_argument("--orders", type=_positive, default=2000, help="measured requests per phase (2000)")
+    parser.add_argument("--concurrency", type=_positive, default=16, help="client threads (16)")
+    parser.add_argument("--warmup", type=_non_negative, default=100, help="uncounted requests first (100)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the generated orders (1)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory and its logs")
+    return parser.parse_args(argv)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="kirana-bench-"))
+    redis_port, mongo_port = servers.free_port(), servers.free_port()
+    # Before anything imports kirana.config: settings() reads the environment once,
+    # and every child process inherits it.
+    os.environ.update({
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "MONGO_URL": f"mongodb://127.0.0.1:{mongo_port}",
+        "MONGO_DB": "kirana_bench",
+        "KIRANA_DATA_DIR": str(tmp),
+    })
+    signal.signal(signal.SIGTERM, _terminate)
+    stop = threading.Event()
+    try:
+        from bench.run import Options, run
+
+        opts = Options(orders=args.orders, concurrency=args.concurrency, warmup=args.warmup, seed=args.seed)
+        return run(opts, tmp, redis_port, mongo_port, stop)
+    except KeyboardInterrupt:
+        print("\n[bench] interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    finally:
+        if args.keep:
+            print(f"[bench] logs kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,282 @@
+"""One benchmark run: private servers, the API, one orders worker, the bare app, the phases, the table.
+
+Imported only after `bench.__main__` has pointed REDIS_URL, MONGO_URL and
+MONGO_DB at the private servers, because kirana.config reads them once.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pymongo.database import Database
+
+from bench.bare_app import QUEUE as BARE_QUEUE
+from bench.load import Client, Phase, order_bodies, percentile
+from kirana import db, liveness, redis_conn, seed, stock
+from kirana.config import ROOT, Settings, settings
+from kirana.orders import Status
+from stack import servers
+from stack.commands import api_command
+from workers.pools import BY_NAME, worker_command
+
+STORE_ID = seed.STORES[0]["_id"]
+N_SKUS = 20
+BENCH_STOCK = 10**9
+ORDERS_PATH = "/api/v1/orders"
+BARE_PATH = "/bare"
+POOL = "orders"
+WORKER_START_TIMEOUT_S = 60.0
+TERMINAL_TIMEOUT_S = 120.0
+_OPEN = [str(Status.ACCEPTED), str(Status.PROCESSING)]
+
+
+@dataclass(frozen=True)
+class Options:
+    orders: int
+    concurrency: int
+    warmup: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """Submit -> confirmed of the measured orders."""
+
+    latencies_ms: list[float]
+    confirmed: int
+    rejected: int
+    unfinished: int
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def stock_up(database: Database) -> list[str]:
+    """~20 SKUs spread over the catalog, stocked so that no bench order runs short; their SKUs."""
+    catalog = seed.catalog()
+    step = max(1, len(catalog) // N_SKUS)
+    skus = [product["sku"] for product in catalog[::step][:N_SKUS]]
+    ids = [stock.product_id(STORE_ID, sku) for sku in skus]
+    result = database[db.PRODUCTS].update_many({"_id": {"$in": ids}}, {"$set": {"stock": BENCH_STOCK}})
+    if result.matched_count != len(ids):
+        raise RuntimeError(f"stocked {result.matched_count} of {len(ids)} bench products; is the catalog seeded?")
+    return skus
+
+
+def wait_worker(worker: servers.Server, cfg: Settings, timeout: float = WORKER_START_TIMEOUT_S) -> None:
+    """Until the orders worker has beaten into `kirana:alive:orders` (it does so once it consumes)."""
+    r = redis_conn.client(cfg)
+    deadline = time.monotonic() + timeout
+    while liveness.alive(r, [POOL], cfg.worker_alive_window_s)[POOL] == 0:
+        if worker.proc is not None and worker.proc.poll() is not None:
+            raise RuntimeError(f"the {POOL} worker exited with {worker.proc.returncode}; see {worker.log}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the {POOL} worker did not beat within {timeout:.0f}s; see {worker.log}")
+        time.sleep(0.1)
+
+
+def wait_terminal(database: Database, order_ids: Sequence[str], timeout: float = TERMINAL_TIMEOUT_S) -> int:
+    """Until none of `order_ids` is accepted or processing, or `timeout`; how many are still open."""
+    ids = list(order_ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = database[db.ORDERS].count_documents({"_id": {"$in": ids}, "status": {"$in": _OPEN}})
+        if left == 0 or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def confirmation(database: Database, order_ids: Sequence[str]) -> Confirmation:
+    ids = list(order_ids)
+    orders = {
+        doc["_id"]: doc
+        for doc in database[db.ORDERS].find({"_id": {"$in": ids}}, {"created_at_ms": 1, "status": 1})
+    }
+    confirmed_at = {
+        event["order_id"]: int(event["at_ms"])
+        for event in database[db.ORDER_EVENTS].find(
+            {"_id": {"$in": [f"{order_id}:{Status.CONFIRMED}" for order_id in ids]}}, {"order_id": 1, "at_ms": 1}
+        )
+    }
+    latencies = [
+        float(at_ms - int(orders[order_id]["created_at_ms"]))
+        for order_id, at_ms in confirmed_at.items()
+        if order_id in orders
+    ]
+    statuses = [doc["status"] for doc in orders.values()]
+    return Confirmation(
+        latencies_ms=latencies,
+        confirmed=statuses.count(str(Status.CONFIRMED)),
+        rejected=statuses.count(str(Status.REJECTED)),
+        unfinished=len(ids) - statuses.count(str(Status.CONFIRMED)) - statuses.count(str(Status.REJECTED)),
+    )
+
+
+def purge_bare_queue() -> int:
+    """Drop the never-consumed `bench.noop` messages; how many there were."""
+    from tasks.app import app as celery_app
+
+    with celery_app.connection_for_write() as conn:
+        return int(conn.default_channel.queue_purge(BARE_QUEUE) or 0)
+
+
+def _order_id(location: str) -> str:
+    return location.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _flag(argv: Sequence[str], name: str) -> str:
+    return argv[list(argv).index(name) + 1]
+
+
+def _errors(phase: Phase) -> str:
+    if not phase.errors:
+        return ""
+    parts = ", ".join(f"{kind} x{n}" for kind, n in phase.errors.most_common())
+    return f"  ({phase.sent - phase.ok} failed: {parts})"
+
+
+def report(opts: Options, api_argv: Sequence[str], orders: Phase, bare: Phase, conf: Confirmation) -> str:
+    workers, threads = _flag(api_argv, "--workers"), _flag(api_argv, "--threads")
+    kind = _flag(api_argv, "--worker-class")
+    row = "{:<22}{:>9}{:>10}{:>9}"
+    lines = [
+        f"kirana bench: {opts.orders} orders, concurrency {opts.concurrency}, gunicorn {kind} {workers}x{threads}",
+        row.format("", "req/s", "p50 ms", "p99 ms"),
+    ]
+    for label, phase in ((f"POST {ORDERS_PATH}", orders), ("bare apply_async route", bare)):
+        lines.append(
+            row.format(label, f"{phase.rate:.1f}", f"{phase.percentile(50):.1f}", f"{phase.percentile(99):.1f}")
+            + _errors(phase)
+        )
+    ratio = orders.rate / bare.rate if bare.rate else float("nan")
+    lines.append(f"{'ratio orders/bare':<22}{ratio:>9.2f}")
+    tail = f"  ({conf.confirmed} confirmed, {conf.rejected} rejected"
+    tail += f", {conf.unfinished} unfinished after {TERMINAL_TIMEOUT_S:.0f}s)" if conf.unfinished else ")"
+    lines.append(
+        f"submit->confirmed p50 {percentile(conf.latencies_ms, 50):.1f} ms"
+        f"  p99 {percentile(conf.latencies_ms, 99):.1f} ms{tail}"
+    )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Running:
+    """What `start_all` started and learnt."""
+
+    cfg: Settings
+    database: Database
+    skus: list[str]
+    api_argv: list[str]
+    orders_url: str
+    bare_url: str
+
+
+def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers.Server]) -> Running:
+    """Servers, catalog, API, one orders worker and the bare app; each server joins `started` first."""
+
+    def start(server: servers.Server) -> servers.Server:
+        started.append(server)  # before start(): a half-started server is stopped too
+        return server.start(timeout=60)
+
+    log(f"redis-server :{redis_port} and nx-27017 :{mongo_port} in {tmp}")
+    for sub in ("redis", "mongo"):
+        (tmp / sub).mkdir()
+    start(servers.Server("redis", servers.redis_command(redis_port, tmp / "redis"), redis_port,
+                         log=tmp / "redis.log"))
+    start(servers.Server("mongo", servers.mongo_command(mongo_port, tmp / "mongo"), mongo_port,
+                         log=tmp / "mongo.out"))
+
+    cfg = settings()
+    database = db.database(cfg)
+    db.ensure_indexes(database)
+    seeded = seed.seed(database)
+    skus = stock_up(database)
+    log(f"seeded {seeded['products']} products; {len(skus)} bench SKUs stocked in {STORE_ID}")
+
+    env = servers.process_env(cfg.redis_url, cfg.mongo_url, KIRANA_WORKER_LOGLEVEL="WARNING")
+    api_port, bare_port = servers.free_port(), servers.free_port()
+    api_argv = api_command(cfg, port=api_port)
+    start(servers.Server("api", api_argv, api_port, env=env, log=tmp / "api.log", cwd=ROOT))
+    worker = start(servers.Server(f"worker-{POOL}", worker_command(BY_NAME[POOL]), None, env=env,
+                                  log=tmp / f"worker-{POOL}.log", cwd=ROOT))
+    start(servers.Server("bare", api_command(cfg, port=bare_port, app="bench.bare_app:app"), bare_port,
+                         env=env, log=tmp / "bare.log", cwd=ROOT))
+    servers.wait_http(f"http://127.0.0.1:{api_port}/healthz", timeout=60)
+    wait_worker(worker, cfg)
+    log("API, bare app and the orders worker are up")
+    return Running(
+        cfg=cfg, database=database, skus=skus, api_argv=api_argv,
+        orders_url=f"http://127.0.0.1:{api_port}{ORDERS_PATH}",
+        bare_url=f"http://127.0.0.1:{bare_port}{BARE_PATH}",
+    )
+
+
+def orders_phase(opts: Options, up: Running, client: Client, warm: list[bytes], bodies: list[bytes]) -> Phase:
+    """Warm up, let the worker drain the warmup, then measure from an empty queue."""
+    if warm:
+        log(f"orders warmup: {len(warm)} requests")
+        warmed = client.run(up.orders_url, warm)
+        wait_terminal(up.database, [_order_id(loc) for loc in warmed.locations])
+    log(f"orders: {opts.orders} requests at concurrency {opts.concurrency}")
+    return client.run(up.orders_url, bodies)
+
+
+def bare_phase(opts: Options, up: Running, client: Client, warm: list[bytes], bodies: list[bytes]) -> Phase:
+    """The same bodies at the same concurrency to the bare route; its messages are purged after."""
+    if warm:
+        log(f"bare warmup: {len(warm)} requests")
+        client.run(up.bare_url, warm)
+    log(f"bare: {opts.orders} requests at concurrency {opts.concurrency}")
+    bare = client.run(up.bare_url, bodies)
+    purged = purge_bare_queue()
+    if purged < bare.ok:
+        log(f"warning: only {purged} bench.noop messages were queued for {bare.ok} answered requests")
+    return bare
+
+
+def run(opts: Options, tmp: Path, redis_port: int, mongo_port: int, stop: threading.Event) -> int:
+    """Start everything under `tmp`, run both phases, print the table; stop everything it started."""
+    started: list[servers.Server] = []
+    clients: list[Client] = []
+    try:
+        up = start_all(tmp, redis_port, mongo_port, started)
+        rng = random.Random(opts.seed)
+        warm = order_bodies(opts.warmup, STORE_ID, up.skus, rng)
+        bodies = order_bodies(opts.orders, STORE_ID, up.skus, rng)
+
+        clients.append(Client(opts.concurrency, stop))
+        orders = orders_phase(opts, up, clients[-1], warm, bodies)
+        order_ids = [_order_id(loc) for loc in orders.locations]
+        log(f"orders: {orders.rate:.1f} req/s; waiting (<= {TERMINAL_TIMEOUT_S:.0f}s) for them to finish")
+        wait_terminal(up.database, order_ids)
+        conf = confirmation(up.database, order_ids)
+
+        clients.append(Client(opts.concurrency, stop))
+        bare = bare_phase(opts, up, clients[-1], warm, bodies)
+
+        print(report(opts, up.api_argv, orders, bare, conf), flush=True)
+        failed = orders.ok < orders.sent or bare.ok < bare.sent or conf.unfinished > 0
+        return 1 if failed else 0
+    except Exception:
+        _show_logs(tmp)
+        raise
+    finally:
+        stop.set()
+        for client in clients:
+            client.close()
+        for server in reversed(started):
+            server.stop()
+
+
+def _show_logs(tmp: Path, lines: int = 15) -> None:
+    for path in sorted(tmp.glob("*.log")) + sorted(tmp.glob("*.out")):
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+        if text:
+            print(f"--- last lines of {path.name} ---", *text, sep="\n", file=sys.stderr)

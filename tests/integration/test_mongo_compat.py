@@ -1,0 +1,135 @@
+"""Every pymongo operation Kirana relies on, checked against the server in use.
+
+The embedded nx-27017 server was seen to mishandle some operations silently,
+so each operation the code uses is exercised here with the result MongoDB 7
+gives. Run with MONGO_URL pointing at a real MongoDB to compare.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pymongo
+import pytest
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from kirana import db as collections
+from kirana import seed
+
+
+def test_unique_index_refuses_a_duplicate(database) -> None:  # type: ignore[no-untyped-def]
+    orders = database[collections.ORDERS]
+    orders.insert_one({"_id": "a", "idempotency_key": "k"})
+    with pytest.raises(DuplicateKeyError):
+        orders.insert_one({"_id": "b", "idempotency_key": "k"})
+    with pytest.raises(DuplicateKeyError):
+        orders.insert_one({"_id": "a", "idempotency_key": "other"})
+    assert orders.count_documents({}) == 1
+
+
+def test_every_declared_index_exists_with_its_keys_and_uniqueness(database) -> None:  # type: ignore[no-untyped-def]
+    # Compared by keys: the embedded server names indexes itself.
+    for collection, keys, options in collections.INDEXES:
+        found = collections.index_keys(database, collection)
+        assert found.get(tuple(keys)) == bool(options.get("unique")), (collection, keys, found)
+
+
+def test_guarded_find_one_and_update_with_inc_set_and_dotted_exists(database) -> None:  # type: ignore[no-untyped-def]
+    products = database[collections.PRODUCTS]
+    products.insert_one({"_id": "p", "stock": 5})
+    guard = {"_id": "p", "stock": {"$gte": 3}, "holds.o1": {"$exists": False}}
+    change = {"$inc": {"stock": -3}, "$set": {"holds.o1": 3, "updated_at_ms": 1}}
+
+    after = products.find_one_and_update(guard, change, return_document=ReturnDocument.AFTER)
+    again = products.find_one_and_update(guard, change, return_document=ReturnDocument.AFTER)
+    short = products.find_one_and_update({"_id": "p", "stock": {"$gte": 3}}, {"$inc": {"stock": -3}})
+
+    assert after == {"_id": "p", "stock": 2, "holds": {"o1": 3}, "updated_at_ms": 1}
+    assert again is None and short is None
+    assert products.find_one({"_id": "p", "holds.o1": {"$exists": True}}, {"holds": 1}) == {"_id": "p",
+                                                                                            "holds": {"o1": 3}}
+    assert products.find_one({"_id": "p"}, {"holds": 0}) == {"_id": "p", "stock": 2, "updated_at_ms": 1}
+
+
+def test_update_one_with_dotted_equality_guard_and_unset(database) -> None:  # type: ignore[no-untyped-def]
+    products = database[collections.PRODUCTS]
+    products.insert_one({"_id": "p", "stock": 2, "holds": {"o1": 3, "o2": 1}})
+
+    wrong = products.update_one({"_id": "p", "holds.o1": 4}, {"$inc": {"stock": 4}})
+    right = products.update_one({"_id": "p", "holds.o1": 3}, {"$inc": {"stock": 3}, "$unset": {"holds.o1": ""}})
+
+    assert (wrong.modified_count, right.modified_count) == (0, 1)
+    assert products.find_one({"_id": "p"}) == {"_id": "p", "stock": 5, "holds": {"o2": 1}}
+
+
+def test_compare_and_set_on_status_with_a_nested_guard_and_unset(database) -> None:  # type: ignore[no-untyped-def]
+    orders = database[collections.ORDERS]
+    orders.insert_one({"_id": "o", "status": "processing", "claim": {"token": "t", "until_ms": 10}})
+
+    lost = orders.find_one_and_update({"_id": "o", "status": "processing", "claim.token": "x"},
+                                      {"$set": {"status": "confirmed"}})
+    expired = orders.find_one({"_id": "o", "claim.until_ms": {"$lt": 11}})
+    won = orders.find_one_and_update(
+        {"_id": "o", "status": "processing", "claim.token": "t"},
+        {"$set": {"status": "confirmed", "lines": [{"sku": "A", "qty": 1}], "total_paise": 100},
+         "$unset": {"claim": ""}},
+        return_document=ReturnDocument.AFTER,
+    )
+
+    assert lost is None and expired is not None
+    assert won == {"_id": "o", "status": "confirmed", "lines": [{"sku": "A", "qty": 1}], "total_paise": 100}
+
+
+def test_find_with_in_lt_sort_skip_limit_projection_and_count(database) -> None:  # type: ignore[no-untyped-def]
+    orders = database[collections.ORDERS]
+    orders.insert_many([{"_id": f"o{i}", "status": ["accepted", "confirmed", "processing"][i % 3],
+                         "created_at_ms": 100 - i} for i in range(9)])
+
+    found = list(orders.find({"status": {"$in": ["accepted", "processing"]}, "created_at_ms": {"$lt": 99}},
+                             {"_id": 1}).sort("created_at_ms", 1).limit(3))
+    page = list(orders.find({}).sort("_id", 1).skip(2).limit(3))
+
+    assert found == [{"_id": "o8"}, {"_id": "o6"}, {"_id": "o5"}]
+    assert [o["_id"] for o in page] == ["o2", "o3", "o4"]
+    assert orders.count_documents({"status": "confirmed"}) == 3
+    assert orders.estimated_document_count() == 9
+
+
+def test_delete_one_and_many_with_guards(database) -> None:  # type: ignore[no-untyped-def]
+    orders, events = database[collections.ORDERS], database[collections.ORDER_EVENTS]
+    orders.insert_one({"_id": "o", "status": "processing"})
+    events.insert_many([{"_id": "o:accepted", "order_id": "o"}, {"_id": "o:processing", "order_id": "o"}])
+
+    assert orders.delete_one({"_id": "o", "status": "accepted"}).deleted_count == 0
+    assert events.delete_many({"order_id": "o"}).deleted_count == 2
+
+
+def test_datetimes_on_insert_round_trip_as_utc(database) -> None:  # type: ignore[no-untyped-def]
+    at = dt.datetime(2026, 11, 28, 10, 30, 15, 123000, tzinfo=dt.UTC)
+    database[collections.ORDER_EVENTS].insert_one({"_id": "e", "at": at, "at_ms": 5})
+    assert database[collections.ORDER_EVENTS].find_one({"_id": "e"})["at"] == at
+
+
+def test_bulk_upsert_with_set_on_insert_keeps_existing_fields(database) -> None:  # type: ignore[no-untyped-def]
+    products = database[collections.PRODUCTS]
+    op = pymongo.UpdateOne({"_id": "p"}, {"$set": {"price_paise": 10}, "$setOnInsert": {"stock": 5}}, upsert=True)
+    first = products.bulk_write([op], ordered=False)
+    products.update_one({"_id": "p"}, {"$inc": {"stock": -2}})
+    op2 = pymongo.UpdateOne({"_id": "p"}, {"$set": {"price_paise": 12}, "$setOnInsert": {"stock": 5}}, upsert=True)
+    second = products.bulk_write([op2], ordered=False)
+
+    assert (first.upserted_count, second.upserted_count) == (1, 0)
+    assert products.find_one({"_id": "p"}) == {"_id": "p", "price_paise": 12, "stock": 3}
+
+
+def test_seeding_twice_keeps_stock_and_adds_nothing(database) -> None:  # type: ignore[no-untyped-def]
+    first = seed.seed(database)
+    some = database[collections.PRODUCTS].find_one({"stock": {"$gte": 2}})
+    database[collections.PRODUCTS].update_one({"_id": some["_id"]}, {"$inc": {"stock": -2}})
+
+    second = seed.seed(database)
+
+    assert first["inserted"] == first["products"] >= 1000 and second["inserted"] == 0
+    assert database[collections.PRODUCTS].count_documents({}) == first["products"]
+    assert database[collections.PRODUCTS].find_one({"_id": some["_id"]})["stock"] == some["stock"] - 2

@@ -1,0 +1,87 @@
+"""Placing, reading and withdrawing orders in a real MongoDB-compatible store."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from kirana import db as collections
+from kirana import orders
+from kirana.orders import IdempotencyConflict, NewOrder, OrderItem, OrderNotFound, PaymentMethod, Status
+
+
+def _new(sku: str = "ATTA", qty: int = 1, customer: str = "cust-1") -> NewOrder:
+    return NewOrder(customer, "store-t", (OrderItem(sku, qty),), PaymentMethod.COD)
+
+
+def test_placing_stores_an_accepted_order_with_its_first_event(database) -> None:  # type: ignore[no-untyped-def]
+    published: list[tuple[str, dict]] = []
+
+    order, created = orders.place(database, _new(), publish=lambda oid, msg: published.append((oid, msg)))
+
+    assert created and order["status"] == "accepted"
+    assert orders.get(database, order["_id"])["items"] == [{"sku": "ATTA", "qty": 1}]
+    assert [e["status"] for e in orders.events(database, order["_id"])] == ["accepted"]
+    assert published == [(order["_id"], {"order_id": order["_id"], "status": "accepted",
+                                         "at_ms": order["created_at_ms"]})]
+
+
+def test_racing_retries_with_one_key_make_one_order(database) -> None:  # type: ignore[no-untyped-def]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: orders.place(database, _new(), idempotency_key="k-1"), range(8)))
+
+    assert len({order["_id"] for order, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert database[collections.ORDERS].count_documents({}) == 1
+    assert database[collections.ORDER_EVENTS].count_documents({}) == 1
+
+
+def test_one_key_with_another_body_conflicts(database) -> None:  # type: ignore[no-untyped-def]
+    first, _ = orders.place(database, _new(qty=1), idempotency_key="k-2")
+
+    with pytest.raises(IdempotencyConflict) as caught:
+        orders.place(database, _new(qty=2), idempotency_key="k-2")
+
+    assert caught.value.order_id == first["_id"]
+
+
+def test_keys_belong_to_their_customer(database) -> None:  # type: ignore[no-untyped-def]
+    mine, _ = orders.place(database, _new(customer="a"), idempotency_key="same")
+    theirs, created = orders.place(database, _new(customer="b"), idempotency_key="same")
+
+    assert created and mine["_id"] != theirs["_id"]
+
+
+def test_withdrawing_removes_only_an_untouched_order(database) -> None:  # type: ignore[no-untyped-def]
+    fresh, _ = orders.place(database, _new())
+    moved, _ = orders.place(database, _new(customer="c2"))
+    orders.move(database, moved["_id"], Status.ACCEPTED, Status.PROCESSING)
+
+    assert orders.withdraw(database, fresh["_id"]) is True
+    assert orders.withdraw(database, moved["_id"]) is False
+    with pytest.raises(OrderNotFound):
+        orders.get(database, fresh["_id"])
+    assert orders.events(database, fresh["_id"]) == []
+    assert orders.get(database, moved["_id"])["status"] == "processing"
+
+
+def test_a_compare_and_set_move_happens_once(database) -> None:  # type: ignore[no-untyped-def]
+    order, _ = orders.place(database, _new())
+
+    first = orders.move(database, order["_id"], Status.ACCEPTED, Status.PROCESSING)
+    second = orders.move(database, order["_id"], Status.ACCEPTED, Status.PROCESSING)
+
+    assert first is not None and second is None
+    assert [e["status"] for e in orders.events(database, order["_id"])] == ["accepted", "processing"]
+
+
+def test_stuck_orders_are_found_oldest_first(database) -> None:  # type: ignore[no-untyped-def]
+    a, _ = orders.place(database, _new(customer="a"))
+    b, _ = orders.place(database, _new(customer="b"))
+    done, _ = orders.place(database, _new(customer="c"))
+    orders.move(database, done["_id"], Status.ACCEPTED, Status.REJECTED)
+
+    found = orders.stuck(database, older_than_ms=b["created_at_ms"] + 1, limit=10)
+
+    assert found == [a["_id"], b["_id"]]
