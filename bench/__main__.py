@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         "MONGO_URL": f"mongodb://127.0.0.1:{mongo_port}",
         "MONGO_DB": "kirana_bench",
         "KIRANA_DATA_DIR": str(tmp),
+        # workers.pools.worker_command reads this from *this* process to build the
+        # worker's `-l`; per-task INFO lines would cost the measured worker CPU.
+        "KIRANA_WORKER_LOGLEVEL": "WARNING",
     })
     signal.signal(signal.SIGTERM, _terminate)
     stop = threading.Event()

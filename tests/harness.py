@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,11 @@ class Stack:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for worker in self.workers.values():
-            worker.stop()
-        self.api.stop()
+        # Signal them all first: a warm shutdown each, in parallel.
+        for server in [*self.workers.values(), self.api]:
+            server.signal(signal.SIGTERM)
+        for server in [*self.workers.values(), self.api]:
+            server.stop()
 
     # --- what a client of the API does -------------------------------------------------
 

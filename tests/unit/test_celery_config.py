@@ -10,7 +10,6 @@ from tasks.queues import ROUTES, Queue
 from workers.pools import POOLS
 
 
-
 def _ours() -> dict:
     app.loader.import_default_modules()
     return {name: task for name, task in app.tasks.items() if not name.startswith("celery.")}

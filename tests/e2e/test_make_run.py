@@ -1,0 +1,71 @@
+"""`make run`'s runner: the whole stack from nothing, an order through it, then a clean stop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from stack import servers
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_runner_starts_everything_serves_an_order_and_stops_everything(tmp_path: Path) -> None:
+    ports = {name: servers.free_port() for name in ("redis", "mongo", "api", "flower")}
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "MONGO_URL", "MONGO_DB"}}
+    env.update({
+        "KIRANA_STACK_REDIS_PORT": str(ports["redis"]), "KIRANA_STACK_MONGO_PORT": str(ports["mongo"]),
+        "API_PORT": str(ports["api"]), "FLOWER_PORT": str(ports["flower"]), "KIRANA_DATA_DIR": str(tmp_path),
+        "KIRANA_POOL_ORDERS_CONCURRENCY": "1", "KIRANA_POOL_PAYMENTS_CONCURRENCY": "1",
+        "KIRANA_POOL_WEBHOOKS_CONCURRENCY": "1", "KIRANA_POOL_NOTIFICATIONS_CONCURRENCY": "1",
+    })
+    log = open(tmp_path / "stack.log", "wb")  # noqa: SIM115
+    runner = subprocess.Popen([sys.executable, "-m", "stack", "run"], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{ports['api']}"
+    try:
+        servers.wait_http(f"{base}/readyz", timeout=120)
+        # The runner seeds the catalog once the servers answer.
+        deadline = time.monotonic() + 30
+        products: list[dict] = []
+        while not products and time.monotonic() < deadline:
+            products = [p for p in requests.get(f"{base}/api/v1/products?limit=50", timeout=10).json()["items"]
+                        if p["stock"] > 0]
+        product = products[0]
+        resp = requests.post(f"{base}/api/v1/orders", json={
+            "customer_id": "runner", "store_id": product["store_id"], "payment_method": "cod",
+            "items": [{"sku": product["sku"], "qty": 1}]}, timeout=10)
+        order_url = base + resp.headers["Location"]
+        deadline = time.monotonic() + 10
+        while requests.get(order_url, timeout=10).json()["status"] != "confirmed":
+            assert time.monotonic() < deadline, "order not confirmed"
+            time.sleep(0.1)
+        flower = f"http://127.0.0.1:{ports['flower']}/"
+        servers.wait_port("127.0.0.1", ports["flower"], timeout=30)
+        assert requests.get(flower, timeout=10).status_code == 401
+        assert requests.get(flower, auth=("ops", "kirana-dev"), timeout=10).status_code == 200
+        assert "Kirana is up" in (tmp_path / "stack.log").read_text()
+        assert (tmp_path / "run" / "stack.pid").read_text() == str(runner.pid)
+    finally:
+        # `make stop`; the runner is reaped here, as its shell would in real use.
+        stop = subprocess.Popen([sys.executable, "-m", "stack", "stop"], cwd=ROOT, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        runner.wait(60)
+        stopped = stop.communicate(timeout=60)[0]
+        log.close()
+
+    assert stop.returncode == 0, stopped
+    assert not (tmp_path / "run" / "stack.pid").exists()
+    for name, port in ports.items():
+        assert not servers.port_open("127.0.0.1", port), f"{name} still listens on {port}"
+    leftover = subprocess.run(["pgrep", "-f", f"--port {ports['mongo']}|:{ports['api']}|port {ports['redis']}"],
+                              check=False, capture_output=True, text=True)
+    assert leftover.stdout == "", f"processes left behind: {leftover.stdout}"
