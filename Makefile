@@ -7,10 +7,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run stop test test-unit test-e2e lint fmt seed bench lock clean
+.PHONY: help install run stop test test-unit test-e2e lint fmt seed db-indexes bench lock clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP):
 	@command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install -y redis-server"; exit 1; }
@@ -44,6 +44,9 @@ fmt: install ## ruff --fix
 
 seed: install ## load the demo catalog into MONGO_URL (idempotent)
 	$(PY) -m kirana.seed
+
+db-indexes: install ## create the indexes the code relies on in MONGO_URL (idempotent)
+	$(PY) -m migrations indexes
 
 bench: install ## accept rate and latency of POST /api/v1/orders beside a bare apply_async route
 	$(PY) -m bench $(BENCH_ARGS)

@@ -6,11 +6,13 @@ MONGO_DB at the private servers, because kirana.config reads them once.
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +76,7 @@ def stock_up(database: Database) -> list[str]:
 
 
 def wait_worker(worker: servers.Server, cfg: Settings, timeout: float = WORKER_START_TIMEOUT_S) -> None:
-    """Until the orders worker has beaten into `kirana:alive:orders` (it does so once it consumes)."""
+    """Until the orders worker has beaten into `kirana:alive:orders` (it does so as soon as it is ready)."""
     r = redis_conn.client(cfg)
     deadline = time.monotonic() + timeout
     while liveness.alive(r, [POOL], cfg.worker_alive_window_s)[POOL] == 0:
@@ -85,17 +87,14 @@ def wait_worker(worker: servers.Server, cfg: Settings, timeout: float = WORKER_S
         time.sleep(0.1)
 
 
-def count_open(database: Database) -> int:
-    """Orders still accepted or processing. The bench database holds only bench orders.
-
-    No `_id: {$in: [...]}` here: nx-27017 evaluates that outside SQLite, scanning
-    the collection in Python, and polling it would slow the worker being measured.
-    """
-    return database[db.ORDERS].count_documents({"status": {"$in": _OPEN}})
+def _open_filter() -> dict[str, object]:
+    # No `_id: {$in: [...]}`: nx-27017 evaluates that outside SQLite, scanning the
+    # collection in Python. The bench database holds only bench orders anyway.
+    return {"status": {"$in": _OPEN}}
 
 
 def wait_drained(cfg: Settings, database: Database, timeout: float = TERMINAL_TIMEOUT_S) -> int:
-    """Until no order is open, or `timeout`; how many are still open.
+    """Until no order is accepted or processing, or `timeout`; how many are still open.
 
     Polls Redis (the orders queue and Celery's unacked hash, which holds every
     message a worker has taken but not yet acked: acks are late) and asks
@@ -103,6 +102,7 @@ def wait_drained(cfg: Settings, database: Database, timeout: float = TERMINAL_TI
     to the server the worker is waiting on.
     """
     r = redis_conn.client(cfg)
+    orders = database[db.ORDERS]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pipe = r.pipeline(transaction=False)
@@ -112,11 +112,10 @@ def wait_drained(cfg: Settings, database: Database, timeout: float = TERMINAL_TI
         if queued or unacked:
             time.sleep(0.1)
             continue
-        left = count_open(database)
-        if left == 0:
+        if orders.find_one(_open_filter(), {"_id": 1}) is None:
             return 0
         time.sleep(1.0)  # open orders but no message: a retry on its countdown, say
-    return count_open(database)
+    return orders.count_documents(_open_filter())
 
 
 def confirmation(database: Database, order_ids: Sequence[str]) -> Confirmation:
@@ -295,10 +294,29 @@ def run(opts: Options, tmp: Path, redis_port: int, mongo_port: int, stop: thread
         raise
     finally:
         stop.set()
-        for client in clients:
-            client.close()
-        for server in reversed(started):
-            server.stop()
+        with _signals_ignored():
+            for client in clients:
+                client.close()
+            for server in reversed(started):
+                try:
+                    server.stop()
+                except Exception as exc:  # stop the others all the same
+                    log(f"could not stop {server.name}: {exc}")
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Hold off Ctrl-C and SIGTERM while cleaning up: a second one must not leave servers behind.
+
+    (`timeout` sends its signal to the process and again to its group, so two arrive at once.)
+    """
+    caught = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in caught}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _show_logs(tmp: Path, lines: int = 15) -> None:

@@ -43,7 +43,6 @@ def _float(name: str, default: float) -> float:
 class Settings:
     """Typed view of the environment. Build with `Settings.from_env()`."""
 
-    env: str = "development"
     redis_url: str = "redis://127.0.0.1:6390/0"
     mongo_url: str = "mongodb://127.0.0.1:27027"
     mongo_db: str = "kirana"
@@ -80,7 +79,6 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
-            env=_env("KIRANA_ENV", cls.env),
             redis_url=_env("REDIS_URL", cls.redis_url),
             mongo_url=_env("MONGO_URL", cls.mongo_url),
             mongo_db=_env("MONGO_DB", cls.mongo_db),
@@ -108,7 +106,6 @@ class Settings:
 # Environment variable for each field, for the README's configuration table
 # and the test that keeps the two in step.
 ENV_NAMES: dict[str, str] = {
-    "env": "KIRANA_ENV",
     "redis_url": "REDIS_URL",
     "mongo_url": "MONGO_URL",
     "mongo_db": "MONGO_DB",
