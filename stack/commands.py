@@ -20,6 +20,9 @@ def api_command(cfg: Settings, *, port: int | None = None, app: str = "api.wsgi:
         "--worker-class", "gthread", "--workers", str(cfg.api_workers), "--threads", str(cfg.api_threads),
         "--graceful-timeout", "10", "--timeout", "30",
         "--access-logfile", "-",
+        # gunicorn 27's control socket lives at one path per user: two APIs on
+        # one machine (tests, bench) would take it from each other.
+        "--no-control-socket",
     ]
 
 
