@@ -57,6 +57,8 @@ class Confirmation:
     confirmed: int
     rejected: int
     unfinished: int
+    # From the first order's acceptance to the last confirmation, to tell a backlog from a slow order.
+    span_ms: float
 
 
 def log(message: str) -> None:
@@ -136,8 +138,10 @@ def confirmation(database: Database, order_ids: Sequence[str]) -> Confirmation:
         if order_id in orders
     ]
     statuses = [doc["status"] for doc in orders.values()]
+    first = min((int(doc["created_at_ms"]) for doc in orders.values()), default=0)
     return Confirmation(
         latencies_ms=latencies,
+        span_ms=float(max(confirmed_at.values(), default=first) - first),
         confirmed=statuses.count(str(Status.CONFIRMED)),
         rejected=statuses.count(str(Status.REJECTED)),
         unfinished=len(ids) - statuses.count(str(Status.CONFIRMED)) - statuses.count(str(Status.REJECTED)),
@@ -188,6 +192,9 @@ def report(opts: Options, api_argv: Sequence[str], orders: Phase, bare: Phase, c
         f"submit->confirmed p50 {percentile(conf.latencies_ms, 50):.1f} ms"
         f"  p99 {percentile(conf.latencies_ms, 99):.1f} ms{tail}"
     )
+    if conf.span_ms > 0:
+        drain = conf.confirmed / (conf.span_ms / 1000)
+        lines.append(f"orders worker confirmed {drain:.1f} orders/s (first accept -> last confirm, 1 worker)")
     return "\n".join(lines)
 
 
