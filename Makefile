@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run stop test test-unit test-e2e lint fmt seed db-indexes bench lock clean
+.PHONY: help install run stop test test-unit test-e2e lint fmt seed db-indexes audit-verify bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ seed: install ## load the demo catalog into MONGO_URL (idempotent)
 
 db-indexes: install ## create the indexes the code relies on in MONGO_URL (idempotent)
 	$(PY) -m migrations indexes
+
+audit-verify: install ## walk the audit hash chain in MONGO_URL; exit 1 at the first break
+	$(PY) -m kirana.audit verify
 
 bench: install ## accept rate and latency of POST /api/v1/orders beside a bare apply_async route
 	$(PY) -m bench $(BENCH_ARGS)

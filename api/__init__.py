@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import health, orders, problems, products
+from api import audit, auth, health, orders, problems, products, security, users
 from kirana.config import settings
 
 
 def create_app() -> Flask:
     cfg = settings()
-    app = Flask("kirana")
+    # No static folder: every route is declared, and Flask's static route would not be.
+    app = Flask("kirana", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     problems.register(app)
+    app.before_request(security.enforce)
     app.register_blueprint(health.bp)
     app.register_blueprint(orders.bp)
     app.register_blueprint(products.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(users.bp)
+    app.register_blueprint(audit.bp)
     return app

@@ -9,6 +9,7 @@ import redis.exceptions
 from flask import Blueprint, Response, jsonify
 
 from api.problems import Problem
+from api.security import public
 from kirana import db, liveness, redis_conn
 from kirana.config import settings
 from workers.pools import POOLS
@@ -17,11 +18,13 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@public
 def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
+@public
 def readyz() -> Response:
     checks: dict[str, Any] = {}
     reasons: list[str] = []

@@ -8,7 +8,9 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from api import schemas
 from api.problems import unavailable
+from api.security import principal, requires
 from kirana import db, orders
+from kirana.permissions import can_see_order
 from tasks.base import publish_order_update
 from tasks.orders import process
 
@@ -18,8 +20,9 @@ _BROKER_DOWN = (kombu.exceptions.OperationalError, redis.exceptions.ConnectionEr
 
 
 @bp.post("")
+@requires("orders:create")
 def submit() -> Response:
-    new = schemas.parse_order(request)
+    new = schemas.parse_order(request, principal().user_id)
     key = schemas.idempotency_key(request)
     database = db.database()
     order, created = orders.place(database, new, idempotency_key=key, publish=publish_order_update)
@@ -39,7 +42,11 @@ def submit() -> Response:
 
 
 @bp.get("/<order_id>")
+@requires("orders:read")
 def show(order_id: str) -> Response:
     database = db.database()
     order = orders.get(database, order_id)
+    if not can_see_order(principal(), order):
+        # 404, not 403: whether someone else's order exists is not for this user to learn.
+        raise orders.OrderNotFound(order_id)
     return jsonify(orders.view(order, orders.events(database, order_id)))

@@ -34,6 +34,7 @@ class Problem(Exception):
         self.title = title
         self.detail = detail
         self.extra = extra
+        self.headers: dict[str, str] = {}
 
     def response(self) -> Response:
         body: dict[str, Any] = {"type": f"/problems/{self.slug}", "title": self.title, "status": self.status}
@@ -43,6 +44,7 @@ class Problem(Exception):
         resp = jsonify(body)
         resp.status_code = self.status
         resp.mimetype = CONTENT_TYPE
+        resp.headers.update(self.headers)
         return resp
 
 

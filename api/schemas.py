@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from flask import Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
@@ -31,8 +31,9 @@ class ItemIn(BaseModel):
 
 
 class OrderIn(BaseModel):
+    """The customer is the token's user, never a field of the body."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
-    customer_id: Ident
     store_id: Ident
     items: Annotated[list[ItemIn], Field(min_length=1)]
     payment_method: Literal["cod"]
@@ -48,9 +49,9 @@ class OrderIn(BaseModel):
             raise ValueError("each sku may appear once; put the total in qty")
         return items
 
-    def to_domain(self) -> NewOrder:
+    def to_domain(self, customer_id: str) -> NewOrder:
         return NewOrder(
-            customer_id=self.customer_id,
+            customer_id=customer_id,
             store_id=self.store_id,
             items=tuple(OrderItem(i.sku, i.qty) for i in self.items),
             payment_method=PaymentMethod(self.payment_method),
@@ -83,17 +84,72 @@ def json_body(request: Request) -> Any:
                       f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
 
-def parse_order(request: Request) -> NewOrder:
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def parse_body(request: Request, model: type[Model]) -> Model:
+    """The JSON body as `model`, or a 4xx problem naming every wrong field."""
     body = json_body(request)
     if not isinstance(body, dict):
         raise Problem(422, "validation-error", "Request body is invalid", "the body must be a JSON object",
                       errors=[{"field": "(body)", "message": "expected an object", "type": "object_type"}])
     try:
-        return OrderIn.model_validate(body).to_domain()
+        return model.model_validate(body)
     except ValidationError as exc:
         errors = field_errors(exc)
         raise Problem(422, "validation-error", "Request body is invalid",
                       f"{len(errors)} field(s) are invalid", errors=errors) from None
+
+
+def parse_order(request: Request, customer_id: str) -> NewOrder:
+    return parse_body(request, OrderIn).to_domain(customer_id)
+
+
+Email = Annotated[str, StringConstraints(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Code = Annotated[str, StringConstraints(min_length=4, max_length=32)]
+Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{7,14}$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RegisterIn(_Body):
+    email: Email
+    password: Password
+    phone: Phone | None = None
+
+
+class LoginIn(_Body):
+    email: Email
+    password: Password
+    otp: Code | None = None
+    recovery_code: Code | None = None
+    sms_code: Code | None = None
+
+
+class RefreshIn(_Body):
+    refresh_token: Annotated[str, StringConstraints(min_length=10, max_length=512)]
+
+
+class PasswordChangeIn(_Body):
+    current_password: Password
+    new_password: Password
+
+
+class CodeIn(_Body):
+    code: Code
+
+
+class SmsCodeIn(_Body):
+    email: Email
+    password: Password
+
+
+class RoleIn(_Body):
+    role: Literal["customer", "store_owner", "store_staff", "rider", "ops", "admin"]
+    store_id: Ident | None = None
 
 
 def query_int(request: Request, name: str, default: int, *, minimum: int, maximum: int) -> int:

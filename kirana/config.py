@@ -76,6 +76,20 @@ class Settings:
     # An order still "accepted" after this long is enqueued again by beat.
     stuck_order_after_s: int = 60
 
+    # Access control. The default secret is for the embedded stack only;
+    # production must set TOKEN_SECRET (deploy files require it).
+    token_secret: str = "kirana-dev-only-secret-change-me-0123456789"
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 30 * 86_400
+    login_max_failures_account: int = 5
+    login_max_failures_address: int = 20
+    login_failure_window_s: int = 900
+    login_lockout_s: int = 900
+    sms_otp_per_window: int = 3
+    sms_otp_window_s: int = 600
+    sms_otp_ttl_s: int = 300
+    totp_issuer: str = "Kirana"
+
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
@@ -100,6 +114,17 @@ class Settings:
             worker_heartbeat_s=_float("WORKER_HEARTBEAT_S", cls.worker_heartbeat_s),
             worker_alive_window_s=_float("WORKER_ALIVE_WINDOW_S", cls.worker_alive_window_s),
             stuck_order_after_s=_int("STUCK_ORDER_AFTER_S", cls.stuck_order_after_s),
+            token_secret=_env("TOKEN_SECRET", cls.token_secret),
+            access_token_ttl_s=_int("ACCESS_TOKEN_TTL_S", cls.access_token_ttl_s),
+            refresh_token_ttl_s=_int("REFRESH_TOKEN_TTL_S", cls.refresh_token_ttl_s),
+            login_max_failures_account=_int("LOGIN_MAX_FAILURES_ACCOUNT", cls.login_max_failures_account),
+            login_max_failures_address=_int("LOGIN_MAX_FAILURES_ADDRESS", cls.login_max_failures_address),
+            login_failure_window_s=_int("LOGIN_FAILURE_WINDOW_S", cls.login_failure_window_s),
+            login_lockout_s=_int("LOGIN_LOCKOUT_S", cls.login_lockout_s),
+            sms_otp_per_window=_int("SMS_OTP_PER_WINDOW", cls.sms_otp_per_window),
+            sms_otp_window_s=_int("SMS_OTP_WINDOW_S", cls.sms_otp_window_s),
+            sms_otp_ttl_s=_int("SMS_OTP_TTL_S", cls.sms_otp_ttl_s),
+            totp_issuer=_env("TOTP_ISSUER", cls.totp_issuer),
         )
 
 
@@ -127,6 +152,17 @@ ENV_NAMES: dict[str, str] = {
     "worker_heartbeat_s": "WORKER_HEARTBEAT_S",
     "worker_alive_window_s": "WORKER_ALIVE_WINDOW_S",
     "stuck_order_after_s": "STUCK_ORDER_AFTER_S",
+    "token_secret": "TOKEN_SECRET",
+    "access_token_ttl_s": "ACCESS_TOKEN_TTL_S",
+    "refresh_token_ttl_s": "REFRESH_TOKEN_TTL_S",
+    "login_max_failures_account": "LOGIN_MAX_FAILURES_ACCOUNT",
+    "login_max_failures_address": "LOGIN_MAX_FAILURES_ADDRESS",
+    "login_failure_window_s": "LOGIN_FAILURE_WINDOW_S",
+    "login_lockout_s": "LOGIN_LOCKOUT_S",
+    "sms_otp_per_window": "SMS_OTP_PER_WINDOW",
+    "sms_otp_window_s": "SMS_OTP_WINDOW_S",
+    "sms_otp_ttl_s": "SMS_OTP_TTL_S",
+    "totp_issuer": "TOTP_ISSUER",
 }
 assert set(ENV_NAMES) == {f.name for f in fields(Settings)}
 

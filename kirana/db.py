@@ -34,6 +34,18 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     (ORDER_EVENTS, [("order_id", 1)], {}),
     (PRODUCTS, [("store_id", 1), ("category", 1), ("sku", 1)], {}),
     (PRODUCTS, [("category", 1)], {}),
+    ("users", [("email", 1)], {"unique": True}),
+    ("sessions", [("refresh_hash", 1)], {}),
+    ("sessions", [("previous_hash", 1)], {}),
+    ("sessions", [("user_id", 1)], {}),
+    ("notifications", [("user_id", 1), ("created_at_ms", 1)], {}),
+    ("recovery_codes", [("user_id", 1)], {}),
+    # Audit log (kirana.audit): event_id makes an append idempotent; seq orders the chain.
+    ("audit_log", [("event_id", 1)], {"unique": True}),
+    ("audit_log", [("seq", 1)], {"unique": True}),
+    ("audit_log", [("actor", 1), ("seq", 1)], {}),
+    ("audit_log", [("action", 1), ("seq", 1)], {}),
+    ("audit_log", [("at_ms", 1)], {}),
 ]
 
 

@@ -16,7 +16,7 @@ from tasks.queues import ROUTES, Queue
 
 # Task modules, imported explicitly so a worker registers every task the
 # routes and the schedule name (tests/unit/test_task_registry.py checks it).
-TASK_MODULES = ["tasks.orders", "tasks.heartbeat"]
+TASK_MODULES = ["tasks.orders", "tasks.notifications", "tasks.audit", "tasks.heartbeat"]
 
 
 def make_celery() -> Celery:

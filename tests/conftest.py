@@ -34,6 +34,8 @@ os.environ["KIRANA_DATA_DIR"] = str(RUN_DIR)
 os.environ["WORKER_HEARTBEAT_S"] = "1"
 os.environ["WORKER_ALIVE_WINDOW_S"] = "5"
 os.environ.setdefault("KIRANA_WORKER_LOGLEVEL", "INFO")
+# Every test logs in from 127.0.0.1: the per-address lockout is tested on its own.
+os.environ["LOGIN_MAX_FAILURES_ADDRESS"] = "100000"
 
 from kirana import db  # noqa: E402  (after the environment is set)
 from kirana.config import settings  # noqa: E402

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import requests
 from pymongo.database import Database
 
-from kirana import db, seed
+from kirana import accounts, db, seed
+from kirana import two_factor as two_factor_mod
 from kirana.config import Settings
+from kirana.permissions import TWO_FACTOR_REQUIRED, Role
 from stack import servers
 from stack.commands import api_command
 from workers.pools import POOLS, worker_command
@@ -33,7 +37,6 @@ class Stack:
         self.api = api_server(run_dir, cfg)
         self.base_url = f"http://127.0.0.1:{self.api.port}"
         self.workers: dict[str, servers.Server] = {}
-        self.http = requests.Session()
 
     @property
     def db(self) -> Database:
@@ -69,7 +72,46 @@ class Stack:
         for server in [*self.workers.values(), self.api]:
             server.stop()
 
-    # --- what a client of the API does -------------------------------------------------
+    # --- users of the API ----------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def user(self, role: Role = Role.CUSTOMER, *, store_id: str | None = None, phone: str | None = None,
+             two_factor: bool | None = None) -> Client:
+        """A new account with `role`, logged in over HTTP (with two-factor where the role needs it)."""
+        email = f"{role}-{uuid.uuid4().hex[:10]}@example.in"
+        user = accounts.register(self.db, email, PASSWORD, role=role, store_id=store_id, phone=phone)
+        secret = None
+        if two_factor if two_factor is not None else role in TWO_FACTOR_REQUIRED:
+            secret = two_factor_mod.begin_enrolment(self.db, user.id, email, issuer="Kirana").secret
+            two_factor_mod.confirm_enrolment(self.db, user.id, pyotp.TOTP(secret).at(time.time() - 30))
+        login: dict[str, Any] = {"email": email, "password": PASSWORD}
+        if secret:
+            login["otp"] = pyotp.TOTP(secret).now()
+        resp = requests.post(self.url("/api/v1/auth/login"), json=login, timeout=10)
+        assert resp.status_code == 200, resp.text
+        return Client(self.base_url, user.id, email, resp.json(), totp_secret=secret)
+
+    def customer(self) -> Client:
+        return self.user(Role.CUSTOMER)
+
+
+PASSWORD = "correct horse battery staple"
+
+
+class Client:
+    """One signed-in user of the API: an HTTP session carrying the bearer token."""
+
+    def __init__(self, base_url: str, user_id: str, email: str, tokens: dict[str, Any],
+                 totp_secret: str | None = None) -> None:
+        self.base_url = base_url
+        self.user_id = user_id
+        self.email = email
+        self.tokens = tokens
+        self.totp_secret = totp_secret
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {tokens['access_token']}"
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 
 import pytest
 import requests
@@ -16,18 +15,18 @@ from tests.harness import api_server
 pytestmark = pytest.mark.e2e
 
 
-def _order(customer: str) -> dict:
-    return {"customer_id": customer, "store_id": "store-blr-indiranagar", "payment_method": "cod",
+def _order() -> dict:
+    return {"store_id": "store-blr-indiranagar", "payment_method": "cod",
             "items": [{"sku": "AASHIRVAAD-ATTA-5KG", "qty": 1}]}
 
 
-def test_with_redis_down_an_order_is_refused_503_and_not_stored(stack) -> None:  # type: ignore[no-untyped-def]
+def test_with_redis_down_an_order_is_refused_503_and_not_stored(stack, customer) -> None:  # type: ignore[no-untyped-def]
     dead = servers.free_port()
-    customer = f"noredis-{uuid.uuid4().hex[:8]}"
     with api_server(stack.run_dir, stack.cfg, "api-noredis", REDIS_URL=f"redis://127.0.0.1:{dead}/0",
                     REDIS_TIMEOUT_S="0.5") as api:
         started = time.monotonic()
-        resp = requests.post(f"http://127.0.0.1:{api.port}/api/v1/orders", json=_order(customer), timeout=30)
+        resp = requests.post(f"http://127.0.0.1:{api.port}/api/v1/orders", json=_order(), timeout=30,
+                             headers=customer.http.headers)
         took = time.monotonic() - started
         ready = requests.get(f"http://127.0.0.1:{api.port}/readyz", timeout=30)
 
@@ -35,17 +34,17 @@ def test_with_redis_down_an_order_is_refused_503_and_not_stored(stack) -> None: 
     assert resp.headers["Content-Type"] == "application/problem+json"
     assert resp.json()["dependency"] == "redis"
     assert took < 15, f"took {took:.1f}s to give up"
-    assert stack.db[collections.ORDERS].count_documents({"customer_id": customer}) == 0
+    assert stack.db[collections.ORDERS].count_documents({"customer_id": customer.user_id}) == 0
     assert ready.status_code == 503 and "redis" in ready.json()["detail"]
 
 
-def test_with_mongodb_down_the_api_answers_503(stack) -> None:  # type: ignore[no-untyped-def]
+def test_with_mongodb_down_the_api_answers_503(stack, customer) -> None:  # type: ignore[no-untyped-def]
     dead = servers.free_port()
     with api_server(stack.run_dir, stack.cfg, "api-nomongo", MONGO_URL=f"mongodb://127.0.0.1:{dead}",
                     MONGO_TIMEOUT_MS="500") as api:
         base = f"http://127.0.0.1:{api.port}"
-        submit = requests.post(f"{base}/api/v1/orders", json=_order("nomongo"), timeout=30)
-        show = requests.get(f"{base}/api/v1/orders/ord_x", timeout=30)
+        submit = requests.post(f"{base}/api/v1/orders", json=_order(), timeout=30, headers=customer.http.headers)
+        show = requests.get(f"{base}/api/v1/orders/ord_x", timeout=30, headers=customer.http.headers)
         ready = requests.get(f"{base}/readyz", timeout=30)
         health = requests.get(f"{base}/healthz", timeout=30)
 
@@ -63,7 +62,7 @@ def test_readiness_fails_when_a_pool_has_no_live_worker_and_recovers(stack) -> N
     try:
         deadline = time.monotonic() + 3 * stack.cfg.worker_alive_window_s
         while time.monotonic() < deadline:
-            ready = stack.http.get(stack.url("/readyz"), timeout=10)
+            ready = requests.get(stack.url("/readyz"), timeout=10)
             if ready.status_code == 503:
                 break
             time.sleep(0.25)

@@ -54,10 +54,9 @@ def test_the_same_order_delivered_many_times_at_once_is_reserved_and_confirmed_o
     assert confirmed["total_paise"] == 15000
 
 
-def test_redelivering_a_finished_order_changes_nothing(stack) -> None:  # type: ignore[no-untyped-def]
+def test_redelivering_a_finished_order_changes_nothing(stack, customer) -> None:  # type: ignore[no-untyped-def]
     store, pid = _store_with_one_product(stack, stock=10)
-    resp = stack.submit({"customer_id": "cust-redo", "store_id": store, "payment_method": "cod",
-                         "items": [{"sku": "ATTA", "qty": 2}]})
+    resp = customer.submit({"store_id": store, "payment_method": "cod", "items": [{"sku": "ATTA", "qty": 2}]})
     order_id = resp.json()["id"]
     before = _wait(stack, order_id, "confirmed")
 

@@ -33,19 +33,25 @@ def test_the_runner_starts_everything_serves_an_order_and_stops_everything(tmp_p
     base = f"http://127.0.0.1:{ports['api']}"
     try:
         servers.wait_http(f"{base}/readyz", timeout=120)
+        # As the README's quick start: register, log in, browse, order.
+        http = requests.Session()
+        account = {"email": "runner@example.in", "password": "a long enough password"}
+        assert http.post(f"{base}/api/v1/auth/register", json=account, timeout=10).status_code == 201
+        token = http.post(f"{base}/api/v1/auth/login", json=account, timeout=10).json()["access_token"]
+        http.headers["Authorization"] = f"Bearer {token}"
         # The runner seeds the catalog once the servers answer.
         deadline = time.monotonic() + 30
         products: list[dict] = []
         while not products and time.monotonic() < deadline:
-            products = [p for p in requests.get(f"{base}/api/v1/products?limit=50", timeout=10).json()["items"]
+            products = [p for p in http.get(f"{base}/api/v1/products?limit=50", timeout=10).json()["items"]
                         if p["stock"] > 0]
         product = products[0]
-        resp = requests.post(f"{base}/api/v1/orders", json={
-            "customer_id": "runner", "store_id": product["store_id"], "payment_method": "cod",
+        resp = http.post(f"{base}/api/v1/orders", json={
+            "store_id": product["store_id"], "payment_method": "cod",
             "items": [{"sku": product["sku"], "qty": 1}]}, timeout=10)
         order_url = base + resp.headers["Location"]
         deadline = time.monotonic() + 10
-        while requests.get(order_url, timeout=10).json()["status"] != "confirmed":
+        while http.get(order_url, timeout=10).json()["status"] != "confirmed":
             assert time.monotonic() < deadline, "order not confirmed"
             time.sleep(0.1)
         flower = f"http://127.0.0.1:{ports['flower']}/"

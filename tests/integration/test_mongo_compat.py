@@ -133,3 +133,29 @@ def test_seeding_twice_keeps_stock_and_adds_nothing(database) -> None:  # type: 
     assert first["inserted"] == first["products"] >= 1000 and second["inserted"] == 0
     assert database[collections.PRODUCTS].count_documents({}) == first["products"]
     assert database[collections.PRODUCTS].find_one({"_id": some["_id"]})["stock"] == some["stock"] - 2
+
+
+def test_guarded_upsert_find_one_and_delete_update_many_and_counting_with_a_limit(database) -> None:  # type: ignore[no-untyped-def]
+    # kirana.two_factor, kirana.tokens: upsert unless enabled, delete-if-matches, revoke all.
+    docs = database["two_factor"]
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    docs.update_one({"_id": "u", "enabled": {"$ne": True}}, {"$set": {"pending": "s1"}, "$setOnInsert": {"at": at}},
+                    upsert=True)
+    docs.update_one({"_id": "u"}, {"$set": {"enabled": True}})
+    with pytest.raises(DuplicateKeyError):  # enabled: the guarded upsert tries to insert, and collides
+        docs.update_one({"_id": "u", "enabled": {"$ne": True}}, {"$set": {"pending": "s2"}}, upsert=True)
+    assert docs.find_one({"_id": "u"}) == {"_id": "u", "pending": "s1", "at": at, "enabled": True}
+
+    codes = database["sms_codes"]
+    codes.insert_one({"_id": "u", "hash": "h", "expires_at_ms": 100})
+    assert codes.find_one_and_delete({"_id": "u", "hash": "x"}) is None
+    assert codes.find_one_and_delete({"_id": "u", "hash": "h", "expires_at_ms": {"$gt": 50}})["_id"] == "u"
+    assert codes.count_documents({}) == 0
+
+    sessions = database["sessions"]
+    sessions.insert_many([{"_id": f"s{i}", "user_id": "u"} for i in range(3)] + [{"_id": "s9", "user_id": "v",
+                                                                                  "revoked_at_ms": 1}])
+    revoked = sessions.update_many({"user_id": "u", "revoked_at_ms": {"$exists": False}},
+                                   {"$set": {"revoked_at_ms": 5}})
+    assert revoked.modified_count == 3
+    assert sessions.count_documents({"revoked_at_ms": 5}, limit=1) == 1

@@ -24,7 +24,7 @@ def _queue_of(task_name: str) -> str | None:
 
 def test_every_task_module_imports_and_registers_its_tasks() -> None:
     app.loader.import_default_modules()
-    assert {"orders.process", "orders.requeue_stuck"} <= set(app.tasks)
+    assert {"orders.process", "orders.requeue_stuck", "audit.record", "notifications.deliver"} <= set(app.tasks)
 
 
 def test_every_task_is_routed_to_a_queue_a_pool_reads() -> None:

@@ -96,6 +96,11 @@ def test_given_prod_compose_then_redis_requires_a_password() -> None:
         assert re.match(r"redis://:\$\{REDIS_PASSWORD:\?[^}]*\}@redis:6379/", svc["environment"]["REDIS_URL"]), name
 
 
+def test_given_prod_compose_then_tokens_are_signed_with_a_required_secret() -> None:
+    for name, svc in app_services(services("docker-compose.prod.yml")).items():
+        assert svc["environment"]["TOKEN_SECRET"].startswith("${TOKEN_SECRET:?"), name
+
+
 def test_given_prod_compose_then_mongo_is_a_replica_set() -> None:
     svcs = services("docker-compose.prod.yml")
 

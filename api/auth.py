@@ -1,0 +1,241 @@
+"""/api/v1/auth: register, log in (with two-factor), refresh, log out, password, two-factor."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from api import schemas
+from api.problems import Problem
+from api.security import client_address, principal, public, requires
+from kirana import accounts, audit, db, login_guard, notifications, redis_conn, tokens, two_factor
+from kirana.accounts import User
+from kirana.config import settings
+from kirana.permissions import TWO_FACTOR_REQUIRED
+from tasks import audit as audit_task
+from tasks.notifications import deliver
+
+bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
+
+
+def _audit(action: str, *, actor: str | None, target: str | None = None, **detail: object) -> None:
+    audit_task.send(audit.new_event(action, actor=actor, target=target, detail=detail or None,
+                                    ip=client_address()))
+
+
+def _locked(exc: login_guard.LockedOut) -> Problem:
+    problem = Problem(429, "too-many-attempts", "Too many failed attempts", str(exc),
+                      retry_after_s=exc.retry_after_s)
+    problem.headers = {"Retry-After": str(exc.retry_after_s)}
+    return problem
+
+
+_BAD_CREDENTIALS = ("invalid-credentials", "Invalid credentials", "the email or the password is wrong")
+
+
+def _checked_password(email: str, password: str) -> User:
+    """The account, after the lockout check and the password; failures are counted and audited."""
+    cfg = settings()
+    r = redis_conn.client()
+    try:
+        login_guard.check(r, email, client_address())
+    except login_guard.LockedOut as exc:
+        raise _locked(exc) from None
+    try:
+        return accounts.authenticate(db.database(), email, password)
+    except accounts.BadCredentials:
+        login_guard.failed(r, email, client_address(), max_account=cfg.login_max_failures_account,
+                           max_address=cfg.login_max_failures_address, window_s=cfg.login_failure_window_s,
+                           lockout_s=cfg.login_lockout_s)
+        _audit("login.failed", actor=None, email=accounts.normalize_email(email), reason="bad_credentials")
+        raise Problem(401, *_BAD_CREDENTIALS) from None
+
+
+def _second_factor(user: User, body: schemas.LoginIn) -> bool:
+    """True when the login passed two-factor; raises when it owes or fails it."""
+    database = db.database()
+    if not two_factor.is_enabled(database, user.id):
+        return False
+    try:
+        if body.otp:
+            two_factor.verify_totp(database, user.id, body.otp)
+        elif body.recovery_code:
+            two_factor.use_recovery_code(database, user.id, body.recovery_code)
+        elif body.sms_code:
+            two_factor.verify_sms_code(database, user.id, body.sms_code)
+        else:
+            raise Problem(401, "two-factor-required", "Two-factor code required",
+                          "send otp (authenticator app), recovery_code, or sms_code with the login",
+                          methods=["otp", "recovery_code", "sms_code"])
+    except two_factor.TwoFactorError:
+        cfg = settings()
+        login_guard.failed(redis_conn.client(), user.email, client_address(),
+                           max_account=cfg.login_max_failures_account, max_address=cfg.login_max_failures_address,
+                           window_s=cfg.login_failure_window_s, lockout_s=cfg.login_lockout_s)
+        _audit("login.failed", actor=user.id, reason="bad_second_factor")
+        raise Problem(401, "invalid-two-factor-code", "Invalid two-factor code",
+                      "the code is wrong, expired or already used") from None
+    if body.recovery_code:
+        _audit("2fa.recovery_code_used", actor=user.id,
+               left=two_factor.recovery_codes_left(database, user.id))
+    return True
+
+
+def _open_session(user: User, *, passed_two_factor: bool) -> tokens.Tokens:
+    cfg = settings()
+    return tokens.open_session(db.database(), user, two_factor=passed_two_factor, secret=cfg.token_secret,
+                               access_ttl_s=cfg.access_token_ttl_s, refresh_ttl_s=cfg.refresh_token_ttl_s)
+
+
+@bp.post("/register")
+@public
+def register() -> tuple[Response, int]:
+    body = schemas.parse_body(request, schemas.RegisterIn)
+    try:
+        user = accounts.register(db.database(), body.email, body.password, phone=body.phone)
+    except accounts.EmailTaken as exc:
+        raise Problem(409, "email-taken", "Email already registered", str(exc)) from None
+    except accounts.WeakPassword as exc:
+        raise Problem(422, "validation-error", "Request body is invalid", str(exc),
+                      errors=[{"field": "password", "message": str(exc), "type": "weak_password"}]) from None
+    _audit("account.registered", actor=user.id, target=user.id)
+    return jsonify(user.view()), 201
+
+
+@bp.post("/login")
+@public
+def login() -> Response:
+    body = schemas.parse_body(request, schemas.LoginIn)
+    user = _checked_password(body.email, body.password)
+    passed = _second_factor(user, body)
+    login_guard.succeeded(redis_conn.client(), user.email)
+    issued = _open_session(user, passed_two_factor=passed)
+    _audit("login.succeeded", actor=user.id, session=issued.session_id, two_factor=passed)
+    view = issued.view() | {"user": user.view(), "two_factor": passed}
+    if user.role in TWO_FACTOR_REQUIRED and not passed:
+        view["two_factor_enrolment_required"] = True
+    return jsonify(view)
+
+
+@bp.post("/refresh")
+@public
+def refresh() -> Response:
+    body = schemas.parse_body(request, schemas.RefreshIn)
+    cfg = settings()
+    database = db.database()
+    try:
+        issued = tokens.refresh(database, body.refresh_token, lambda uid: accounts.get(database, uid),
+                                secret=cfg.token_secret, access_ttl_s=cfg.access_token_ttl_s)
+    except tokens.TokenError as exc:
+        raise Problem(401, "unauthorized", "Unauthorized", str(exc)) from None
+    return jsonify(issued.view())
+
+
+@bp.post("/logout")
+@requires("account:self")
+def logout() -> tuple[str, int]:
+    me = principal()
+    tokens.revoke(db.database(), me.session_id)
+    _audit("token.revoked", actor=me.user_id, session=me.session_id, reason="logout")
+    return "", 204
+
+
+@bp.get("/me")
+@requires("account:self")
+def me() -> Response:
+    current = principal()
+    database = db.database()
+    view = accounts.get(database, current.user_id).view()
+    view["two_factor_enabled"] = two_factor.is_enabled(database, current.user_id)
+    return jsonify(view)
+
+
+@bp.post("/password")
+@requires("account:self")
+def change_password() -> tuple[str, int]:
+    body = schemas.parse_body(request, schemas.PasswordChangeIn)
+    current = principal()
+    database = db.database()
+    try:
+        accounts.change_password(database, current.user_id, body.current_password, body.new_password)
+    except accounts.BadCredentials:
+        raise Problem(401, *_BAD_CREDENTIALS) from None
+    except accounts.WeakPassword as exc:
+        raise Problem(422, "validation-error", "Request body is invalid", str(exc),
+                      errors=[{"field": "new_password", "message": str(exc), "type": "weak_password"}]) from None
+    revoked = tokens.revoke_all(database, current.user_id)
+    _audit("password.changed", actor=current.user_id, sessions_revoked=revoked)
+    return "", 204
+
+
+@bp.post("/2fa/enroll")
+@requires("account:self")
+def enroll() -> Response:
+    current = principal()
+    database = db.database()
+    user = accounts.get(database, current.user_id)
+    try:
+        enrolment = two_factor.begin_enrolment(database, user.id, user.email, issuer=settings().totp_issuer)
+    except two_factor.AlreadyEnabled:
+        raise Problem(409, "two-factor-already-enabled", "Two-factor already enabled",
+                      "remove it first to enrol a new device") from None
+    return jsonify({"secret": enrolment.secret, "provisioning_uri": enrolment.provisioning_uri,
+                    "qr_png": enrolment.qr_data_uri})
+
+
+@bp.post("/2fa/confirm")
+@requires("account:self")
+def confirm() -> Response:
+    body = schemas.parse_body(request, schemas.CodeIn)
+    current = principal()
+    try:
+        codes = two_factor.confirm_enrolment(db.database(), current.user_id, body.code)
+    except two_factor.TwoFactorError:
+        raise Problem(422, "invalid-two-factor-code", "Invalid two-factor code",
+                      "the code does not match the enrolment; start again if it expired") from None
+    _audit("2fa.enrolled", actor=current.user_id, target=current.user_id)
+    return jsonify({"recovery_codes": codes,
+                    "detail": "keep these codes safe; each works once. Log in again to use two-factor."})
+
+
+@bp.delete("/2fa")
+@requires("account:self")
+def remove() -> tuple[str, int]:
+    body = schemas.parse_body(request, schemas.CodeIn)
+    current = principal()
+    if current.role in TWO_FACTOR_REQUIRED:
+        raise Problem(409, "two-factor-required-for-role", "Two-factor is required for this role",
+                      f"the {current.role} role cannot remove two-factor")
+    database = db.database()
+    try:
+        two_factor.verify_totp(database, current.user_id, body.code)
+    except two_factor.TwoFactorError:
+        raise Problem(422, "invalid-two-factor-code", "Invalid two-factor code", "the code is wrong") from None
+    two_factor.disable(database, current.user_id)
+    _audit("2fa.removed", actor=current.user_id, target=current.user_id)
+    return "", 204
+
+
+@bp.post("/2fa/sms")
+@public
+def sms_code() -> tuple[Response, int]:
+    body = schemas.parse_body(request, schemas.SmsCodeIn)
+    user = _checked_password(body.email, body.password)
+    database = db.database()
+    if not user.phone or not two_factor.is_enabled(database, user.id):
+        raise Problem(409, "sms-code-unavailable", "No SMS code for this account",
+                      "an SMS code needs two-factor enabled and a phone number on the account")
+    cfg = settings()
+    try:
+        code = two_factor.issue_sms_code(database, redis_conn.client(), user.id, per_window=cfg.sms_otp_per_window,
+                                         window_s=cfg.sms_otp_window_s, ttl_s=cfg.sms_otp_ttl_s)
+    except two_factor.RateLimited as exc:
+        problem = Problem(429, "too-many-codes", "Too many SMS codes",
+                          f"try again in {exc.retry_after_s} s", retry_after_s=exc.retry_after_s)
+        problem.headers = {"Retry-After": str(exc.retry_after_s)}
+        raise problem from None
+    notification_id = notifications.queue(database, user_id=user.id, channel="sms", to=user.phone,
+                                          template="login_otp",
+                                          params={"code": code, "minutes": cfg.sms_otp_ttl_s // 60})
+    deliver.apply_async(args=[notification_id])
+    _audit("2fa.sms_code_sent", actor=user.id)
+    return jsonify({"status": "sent", "expires_in": cfg.sms_otp_ttl_s}), 202

@@ -1,0 +1,121 @@
+"""Sessions and tokens: short-lived access tokens, revocable refresh tokens.
+
+A login opens a session. The access token (a JWT, HS256) names its session,
+and every request checks that the session is still open, so logging out, a
+password change or a role change revokes access tokens at once, not when
+they expire. The refresh token is opaque, stored only as a hash, and
+rotated on every use; presenting an already-rotated one (a stolen copy)
+closes the session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from pymongo import ReturnDocument
+from pymongo.database import Database
+
+from kirana.accounts import User
+from kirana.clock import now_ms, utcnow
+from kirana.ids import new_id
+from kirana.permissions import Principal, Role
+
+SESSIONS = "sessions"
+ALGORITHM = "HS256"
+
+
+class TokenError(Exception):
+    """A token that is missing, malformed, expired or revoked."""
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    session_id: str
+
+    def view(self) -> dict[str, Any]:
+        return {"access_token": self.access_token, "refresh_token": self.refresh_token,
+                "token_type": "Bearer", "expires_in": self.expires_in}
+
+
+def _hash(refresh_token: str) -> str:
+    return hashlib.sha256(refresh_token.encode()).hexdigest()
+
+
+def _access(user: User, session_id: str, two_factor: bool, *, secret: str, ttl_s: int, now: float) -> str:
+    claims = {
+        "sub": user.id, "sid": session_id, "role": str(user.role), "store_id": user.store_id,
+        "mfa": two_factor, "iat": int(now), "exp": int(now) + ttl_s, "typ": "access",
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def open_session(db: Database, user: User, *, two_factor: bool, secret: str, access_ttl_s: int,
+                 refresh_ttl_s: int, now: float | None = None) -> Tokens:
+    now = time.time() if now is None else now
+    session_id = new_id("ses")
+    refresh = secrets.token_urlsafe(32)
+    db[SESSIONS].insert_one({
+        "_id": session_id, "user_id": user.id, "two_factor": two_factor, "refresh_hash": _hash(refresh),
+        "expires_at_ms": int((now + refresh_ttl_s) * 1000), "created_at": utcnow(), "updated_at_ms": now_ms(),
+    })
+    access = _access(user, session_id, two_factor, secret=secret, ttl_s=access_ttl_s, now=now)
+    return Tokens(access, refresh, access_ttl_s, session_id)
+
+
+def authenticate(db: Database, token: str, *, secret: str) -> Principal:
+    """The principal an access token stands for, if its session is still open."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "sid"]})
+    except jwt.ExpiredSignatureError:
+        raise TokenError("the access token has expired; refresh it") from None
+    except jwt.PyJWTError:
+        raise TokenError("the access token is not valid") from None
+    if claims.get("typ") != "access":
+        raise TokenError("not an access token")
+    session = db[SESSIONS].find_one({"_id": claims["sid"], "revoked_at_ms": {"$exists": False}}, {"_id": 1})
+    if session is None:
+        raise TokenError("the session has ended; log in again")
+    return Principal(claims["sub"], Role(claims["role"]), claims["sid"], claims.get("store_id"),
+                     bool(claims.get("mfa")))
+
+
+def refresh(db: Database, refresh_token: str, load_user: Any, *, secret: str, access_ttl_s: int,
+            now: float | None = None) -> Tokens:
+    """Rotate a refresh token; `load_user(user_id)` gives the account's current role."""
+    now = time.time() if now is None else now
+    old = _hash(refresh_token)
+    new = secrets.token_urlsafe(32)
+    session = db[SESSIONS].find_one_and_update(
+        {"refresh_hash": old, "revoked_at_ms": {"$exists": False}, "expires_at_ms": {"$gt": int(now * 1000)}},
+        {"$set": {"refresh_hash": new, "previous_hash": old, "updated_at_ms": now_ms()}},
+        return_document=ReturnDocument.AFTER,
+    )
+    if session is None:
+        # A refresh token that was already rotated away: someone kept a copy.
+        reused = db[SESSIONS].find_one({"previous_hash": old}, {"_id": 1})
+        if reused is not None:
+            revoke(db, reused["_id"])
+        raise TokenError("the refresh token is not valid; log in again")
+    user = load_user(session["user_id"])
+    access = _access(user, session["_id"], session["two_factor"], secret=secret, ttl_s=access_ttl_s, now=now)
+    return Tokens(access, new, access_ttl_s, session["_id"])
+
+
+def revoke(db: Database, session_id: str) -> bool:
+    done = db[SESSIONS].update_one({"_id": session_id, "revoked_at_ms": {"$exists": False}},
+                                   {"$set": {"revoked_at_ms": now_ms()}})
+    return done.modified_count == 1
+
+
+def revoke_all(db: Database, user_id: str) -> int:
+    done = db[SESSIONS].update_many({"user_id": user_id, "revoked_at_ms": {"$exists": False}},
+                                    {"$set": {"revoked_at_ms": now_ms()}})
+    return done.modified_count
