@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 
-import kombu.exceptions
 import pytest
 
 from kirana import audit
@@ -240,18 +239,3 @@ def test_the_record_task_appends_and_returns_the_seq(log_db, monkeypatch: pytest
     assert audit_tasks.record(event) == "1"
     assert audit_tasks.record(event) == "1"  # a redelivered message
     assert log_db[AUDIT].count_documents({}) == 1
-
-
-def test_send_appends_synchronously_when_the_broker_is_down(log_db, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    from tasks import audit as audit_tasks
-
-    def broker_down(*args: object, **kwargs: object) -> None:
-        raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
-
-    monkeypatch.setattr(audit_tasks.db, "database", lambda: log_db)
-    monkeypatch.setattr(audit_tasks.record, "apply_async", broker_down)
-    event = _event(1, action="login.failed", actor=None)
-
-    audit_tasks.send(event)
-
-    assert log_db[AUDIT].find_one({"event_id": event["event_id"]})["seq"] == 1
