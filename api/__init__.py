@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import audit, auth, health, orders, problems, products, security, users
+from api import audit, auth, health, orders, payments, problems, products, security, users, webhooks
 from kirana.config import settings
 
 
@@ -22,4 +22,6 @@ def create_app() -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(audit.bp)
+    app.register_blueprint(payments.bp)
+    app.register_blueprint(webhooks.bp)
     return app

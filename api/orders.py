@@ -7,10 +7,13 @@ import redis.exceptions
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from api import schemas
-from api.problems import unavailable
-from api.security import principal, requires
-from kirana import db, orders
+from api.problems import Problem, unavailable
+from api.security import client_address, principal, requires
+from kirana import audit, db, orders, payments
+from kirana.config import settings
 from kirana.permissions import can_see_order
+from tasks import audit as audit_task
+from tasks import payments as payment_tasks
 from tasks.base import publish_order_update
 from tasks.orders import process
 
@@ -50,3 +53,39 @@ def show(order_id: str) -> Response:
         # 404, not 403: whether someone else's order exists is not for this user to learn.
         raise orders.OrderNotFound(order_id)
     return jsonify(orders.view(order, orders.events(database, order_id)))
+
+
+@bp.post("/<order_id>/cancel")
+@requires("orders:cancel")
+def cancel(order_id: str) -> tuple[Response, int]:
+    database = db.database()
+    me = principal()
+    order = orders.get(database, order_id)
+    if not can_see_order(me, order):
+        raise orders.OrderNotFound(order_id)
+    try:
+        done = payments.cancel(database, order_id, publish=publish_order_update)
+    except payments.CannotCancel as exc:
+        raise Problem(409, "cannot-cancel", "The order cannot be cancelled now", str(exc)) from None
+    if done.refund_payment_id:
+        payment_tasks.refund.delay(done.refund_payment_id)
+    audit_task.send(audit.new_event("order.cancelled", actor=me.user_id, target=order_id,
+                                    detail={"status": done.status, "refund_payment_id": done.refund_payment_id},
+                                    ip=client_address()))
+    return jsonify(orders.view(orders.get(database, order_id), orders.events(database, order_id))), 202
+
+
+@bp.post("/<order_id>/retry-payment")
+@requires("payments:pay")
+def retry_payment(order_id: str) -> tuple[Response, int]:
+    database = db.database()
+    order = orders.get(database, order_id)
+    if order["customer_id"] != principal().user_id:
+        raise orders.OrderNotFound(order_id)
+    attempt = payments.retry(database, order_id, pay_within_ms=settings().payment_expiry_s * 1000,
+                             publish=publish_order_update)
+    if attempt is None:
+        raise Problem(409, "cannot-retry-payment", "No payment to retry",
+                      f"only an order whose payment failed can be paid again; this one is {order['status']}")
+    payment_tasks.create_order.delay(order_id, attempt)
+    return jsonify(orders.view(orders.get(database, order_id), orders.events(database, order_id))), 202

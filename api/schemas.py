@@ -6,7 +6,7 @@ import json
 from typing import Annotated, Any, Literal, TypeVar
 
 from flask import Request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from api.problems import Problem
 from kirana.config import settings
@@ -36,7 +36,15 @@ class OrderIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     store_id: Ident
     items: Annotated[list[ItemIn], Field(min_length=1)]
-    payment_method: Literal["cod"]
+    payment_method: Literal["cod", "upi", "card", "netbanking", "token"]
+    # The saved card to pay with, when payment_method is "token".
+    token_id: Annotated[str, StringConstraints(pattern=r"^token_[A-Za-z0-9]{1,40}$")] | None = None
+
+    @model_validator(mode="after")
+    def _token(self) -> OrderIn:
+        if (self.payment_method == "token") != (self.token_id is not None):
+            raise ValueError("token_id is required with payment_method 'token', and only then")
+        return self
 
     @field_validator("items")
     @classmethod
@@ -55,6 +63,7 @@ class OrderIn(BaseModel):
             store_id=self.store_id,
             items=tuple(OrderItem(i.sku, i.qty) for i in self.items),
             payment_method=PaymentMethod(self.payment_method),
+            token_id=self.token_id,
         )
 
 
@@ -176,3 +185,14 @@ def idempotency_key(request: Request) -> str | None:
         raise Problem(400, "invalid-idempotency-key", "Invalid Idempotency-Key",
                       "Idempotency-Key must be 1 to 255 printable characters")
     return key
+
+
+GatewayId = Annotated[str, StringConstraints(min_length=5, max_length=64, pattern=r"^[A-Za-z0-9_]+$")]
+
+
+class CheckoutIn(_Body):
+    """What Razorpay Checkout hands the app after a payment."""
+
+    razorpay_order_id: GatewayId
+    razorpay_payment_id: GatewayId
+    razorpay_signature: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.schedules import crontab
+
 SCHEDULE: dict[str, dict[str, Any]] = {
     # Re-enqueue orders left "accepted"/"processing" past their lease: the
     # safety net for a message lost between the API's write and the broker.
@@ -16,5 +18,18 @@ SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "orders.requeue_stuck",
         "schedule": 30.0,
         "options": {"expires": 25.0},
+    },
+    # Unpaid orders past their deadline give their stock back.
+    "payments-expire-unpaid": {
+        "task": "payments.expire_unpaid",
+        "schedule": 30.0,
+        "options": {"expires": 25.0},
+    },
+    # Re-read payments stuck in created/authorized from Razorpay; re-enqueue
+    # lost payment orders and webhook events.
+    "payments-reconcile": {
+        "task": "payments.reconcile",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 55.0},
     },
 }

@@ -1,4 +1,7 @@
-"""`python -m bench [--orders N] [--concurrency C] [--warmup W]` (what `make bench` runs)."""
+"""`python -m bench [--only orders|webhooks|all] [--orders N] [--webhooks N] [--concurrency C] [--warmup W]`.
+
+What `make bench` runs (BENCH_ARGS="--only webhooks" passes flags).
+"""
 
 from __future__ import annotations
 
@@ -33,10 +36,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Accepted orders/s and accept latency of POST /api/v1/orders beside a bare enqueue route, "
-        "and submit->confirmed latency, on private servers started for the run.",
+        "and submit->confirmed latency; then accepted events/s and latency of POST /webhooks/razorpay; "
+        "on private servers started for the run.",
     )
+    parser.add_argument("--only", choices=("orders", "webhooks", "all"), default="all",
+                        help="which phases: orders (and the bare route), webhooks, or all (default)")
     parser.add_argument("--orders", type=_positive, default=2000, help="measured requests per phase (2000)")
+    parser.add_argument("--webhooks", type=_positive, default=5000, help="measured webhook events (5000)")
+    parser.add_argument("--no-webhooks-worker", dest="webhooks_worker", action="store_false",
+                        help="start no webhooks worker: leave the events' queue unconsumed and purge it after")
+    parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
+                        help="skip timing the webhook ingest's parts on their own after the webhooks phase")
     parser.add_argument("--concurrency", type=_positive, default=16, help="client threads (16)")
+    parser.add_argument("--client", choices=("requests", "http"), default="requests",
+                        help="load generator's sessions: requests.Session (default) or bare http.client keep-alive "
+                        "connections, which leave more of the machine's CPU to the servers")
     parser.add_argument("--warmup", type=_non_negative, default=100, help="uncounted requests first (100)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the generated orders (1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory and its logs")
@@ -67,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from bench.run import Options, run
 
-        opts = Options(orders=args.orders, concurrency=args.concurrency, warmup=args.warmup, seed=args.seed)
+        opts = Options(orders=args.orders, concurrency=args.concurrency, warmup=args.warmup, seed=args.seed,
+                       only=args.only, webhooks=args.webhooks, webhooks_worker=args.webhooks_worker,
+                       breakdown=args.breakdown, client=args.client)
         return run(opts, tmp, redis_port, mongo_port, stop)
     except KeyboardInterrupt:
         print("\n[bench] interrupted; everything it started is stopped", file=sys.stderr)

@@ -1,4 +1,8 @@
-"""One benchmark run: private servers, the API, one orders worker, the bare app, the phases, the table.
+"""One benchmark run: private servers, the API, the workers, the bare app, the phases, the tables.
+
+`--only orders` runs the orders and bare phases (API, one orders worker, the
+bare app); `--only webhooks` the webhook ingest phase (API and one webhooks
+worker, see bench.webhooks); `all` (the default) both, orders first.
 
 Imported only after `bench.__main__` has pointed REDIS_URL, MONGO_URL and
 MONGO_DB at the private servers, because kirana.config reads them once.
@@ -18,6 +22,7 @@ from pathlib import Path
 
 from pymongo.database import Database
 
+from bench import webhooks
 from bench.bare_app import QUEUE as BARE_QUEUE
 from bench.load import Client, Phase, order_bodies, percentile
 from kirana import db, liveness, redis_conn, seed, stock
@@ -47,6 +52,21 @@ class Options:
     concurrency: int
     warmup: int
     seed: int
+    only: str = "all"  # orders | webhooks | all
+    webhooks: int = 5000
+    # Start one webhooks worker to consume the events; if not, the queue is purged after.
+    webhooks_worker: bool = True
+    # Time the ingest's parts on their own after the webhooks phase.
+    breakdown: bool = True
+    client: str = "requests"  # bench.load.TRANSPORTS
+
+    @property
+    def run_orders(self) -> bool:
+        return self.only in ("orders", "all")
+
+    @property
+    def run_webhooks(self) -> bool:
+        return self.only in ("webhooks", "all")
 
 
 @dataclass(frozen=True)
@@ -77,15 +97,16 @@ def stock_up(database: Database) -> list[str]:
     return skus
 
 
-def wait_worker(worker: servers.Server, cfg: Settings, timeout: float = WORKER_START_TIMEOUT_S) -> None:
-    """Until the orders worker has beaten into `kirana:alive:orders` (it does so as soon as it is ready)."""
+def wait_worker(worker: servers.Server, cfg: Settings, pool: str = POOL,
+                timeout: float = WORKER_START_TIMEOUT_S) -> None:
+    """Until the worker has beaten into `kirana:alive:<pool>` (it does so as soon as it is ready)."""
     r = redis_conn.client(cfg)
     deadline = time.monotonic() + timeout
-    while liveness.alive(r, [POOL], cfg.worker_alive_window_s)[POOL] == 0:
+    while liveness.alive(r, [pool], cfg.worker_alive_window_s)[pool] == 0:
         if worker.proc is not None and worker.proc.poll() is not None:
-            raise RuntimeError(f"the {POOL} worker exited with {worker.proc.returncode}; see {worker.log}")
+            raise RuntimeError(f"the {pool} worker exited with {worker.proc.returncode}; see {worker.log}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the {POOL} worker did not beat within {timeout:.0f}s; see {worker.log}")
+            raise TimeoutError(f"the {pool} worker did not beat within {timeout:.0f}s; see {worker.log}")
         time.sleep(0.1)
 
 
@@ -176,7 +197,8 @@ def report(opts: Options, api_argv: Sequence[str], orders: Phase, bare: Phase, c
     kind = _flag(api_argv, "--worker-class")
     row = "{:<22}{:>9}{:>10}{:>9}"
     lines = [
-        f"kirana bench: {opts.orders} orders, concurrency {opts.concurrency}, gunicorn {kind} {workers}x{threads}",
+        f"kirana bench: {opts.orders} orders, concurrency {opts.concurrency} ({opts.client} sessions),"
+        f" gunicorn {kind} {workers}x{threads}",
         row.format("", "req/s", "p50 ms", "p99 ms"),
     ]
     for label, phase in ((f"POST {ORDERS_PATH}", orders), ("bare apply_async route", bare)):
@@ -208,10 +230,26 @@ class Running:
     api_argv: list[str]
     orders_url: str
     bare_url: str
+    webhooks_url: str
+    # By name: redis, mongo, api, worker-<pool>, bare.
+    servers: dict[str, servers.Server]
+
+    def sessions(self) -> dict[str, int]:
+        """The session id (= the pid started) of each running server, for bench.procstat, named for the table."""
+        names = {"api": "api (gunicorn)", "mongo": "nx-27017", "redis": "redis",
+                 f"worker-{webhooks.POOL}": "webhooks worker"}
+        return {label: server.proc.pid for name, label in names.items()
+                if (server := self.servers.get(name)) is not None and server.proc is not None
+                and server.proc.poll() is None}
 
 
-def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers.Server]) -> Running:
-    """Servers, catalog, API, one orders worker and the bare app; each server joins `started` first."""
+def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers.Server],
+              opts: Options) -> Running:
+    """Servers, API, and what the selected phases need; each server joins `started` first.
+
+    Orders: the catalog, one orders worker and the bare app. Webhooks: one
+    webhooks worker, unless the queue is to be left unconsumed.
+    """
 
     def start(server: servers.Server) -> servers.Server:
         started.append(server)  # before start(): a half-started server is stopped too
@@ -228,25 +266,37 @@ def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers
     cfg = settings()
     database = db.database(cfg)
     db.ensure_indexes(database)
-    seeded = seed.seed(database)
-    skus = stock_up(database)
-    log(f"seeded {seeded['products']} products; {len(skus)} bench SKUs stocked in {STORE_ID}")
+    skus: list[str] = []
+    if opts.run_orders:
+        seeded = seed.seed(database)
+        skus = stock_up(database)
+        log(f"seeded {seeded['products']} products; {len(skus)} bench SKUs stocked in {STORE_ID}")
 
     env = servers.process_env(cfg.redis_url, cfg.mongo_url, KIRANA_WORKER_LOGLEVEL="WARNING")
     api_port, bare_port = servers.free_port(), servers.free_port()
     api_argv = api_command(cfg, port=api_port)
     start(servers.Server("api", api_argv, api_port, env=env, log=tmp / "api.log", cwd=ROOT))
-    worker = start(servers.Server(f"worker-{POOL}", worker_command(BY_NAME[POOL]), None, env=env,
-                                  log=tmp / f"worker-{POOL}.log", cwd=ROOT))
-    start(servers.Server("bare", api_command(cfg, port=bare_port, app="bench.bare_app:app"), bare_port,
-                         env=env, log=tmp / "bare.log", cwd=ROOT))
+    pools = ([POOL] if opts.run_orders else []) + (
+        [webhooks.POOL] if opts.run_webhooks and opts.webhooks_worker else [])
+    workers = {
+        pool: start(servers.Server(f"worker-{pool}", worker_command(BY_NAME[pool]), None, env=env,
+                                   log=tmp / f"worker-{pool}.log", cwd=ROOT))
+        for pool in pools
+    }
+    if opts.run_orders:
+        start(servers.Server("bare", api_command(cfg, port=bare_port, app="bench.bare_app:app"), bare_port,
+                             env=env, log=tmp / "bare.log", cwd=ROOT))
     servers.wait_http(f"http://127.0.0.1:{api_port}/healthz", timeout=60)
-    wait_worker(worker, cfg)
-    log("API, bare app and the orders worker are up")
+    for pool, worker in workers.items():
+        wait_worker(worker, cfg, pool)
+    log("API" + (", bare app" if opts.run_orders else "") + "".join(f", {pool} worker" for pool in pools) + " up")
+    base = f"http://127.0.0.1:{api_port}"
     return Running(
         cfg=cfg, database=database, skus=skus, api_argv=api_argv,
-        orders_url=f"http://127.0.0.1:{api_port}{ORDERS_PATH}",
+        orders_url=f"{base}{ORDERS_PATH}",
         bare_url=f"http://127.0.0.1:{bare_port}{BARE_PATH}",
+        webhooks_url=f"{base}{webhooks.PATH}",
+        servers={server.name: server for server in started},
     )
 
 
@@ -273,28 +323,62 @@ def bare_phase(opts: Options, up: Running, client: Client, warm: list[bytes], bo
     return bare
 
 
+def run_orders(opts: Options, up: Running, clients: list[Client], stop: threading.Event) -> bool:
+    """The orders and bare phases and their table; True when something failed."""
+    rng = random.Random(opts.seed)
+    warm = order_bodies(opts.warmup, STORE_ID, up.skus, rng)
+    bodies = order_bodies(opts.orders, STORE_ID, up.skus, rng)
+
+    clients.append(Client(opts.concurrency, stop, opts.client))
+    orders = orders_phase(opts, up, clients[-1], warm, bodies)
+    order_ids = [_order_id(loc) for loc in orders.locations]
+    log(f"orders: {orders.rate:.1f} req/s; waiting (<= {TERMINAL_TIMEOUT_S:.0f}s) for them to finish")
+    wait_drained(up.cfg, up.database)
+    conf = confirmation(up.database, order_ids)
+
+    clients.append(Client(opts.concurrency, stop, opts.client))
+    bare = bare_phase(opts, up, clients[-1], warm, bodies)
+
+    print(report(opts, up.api_argv, orders, bare, conf), flush=True)
+    return orders.ok < orders.sent or bare.ok < bare.sent or conf.unfinished > 0
+
+
+def run_webhooks(opts: Options, up: Running, clients: list[Client], stop: threading.Event) -> bool:
+    """The webhook ingest phase, its checks, the breakdown and its table; True when something failed."""
+    clients.append(Client(opts.concurrency, stop, opts.client))
+    result = webhooks.run_phase(
+        url=up.webhooks_url, client=clients[-1], database=up.database, r=redis_conn.client(up.cfg), cfg=up.cfg,
+        rng=random.Random(opts.seed + 1), n=opts.webhooks, warmup=opts.warmup, consumed=opts.webhooks_worker,
+        sessions=up.sessions(),
+    )
+    if opts.breakdown:
+        worker = up.servers.get(f"worker-{webhooks.POOL}")
+        if worker is not None:
+            worker.stop()  # so that it neither competes for the CPU nor consumes what the breakdown publishes
+        log("webhooks breakdown: the ingest's parts on their own")
+        result.breakdown = webhooks.breakdown(database=up.database, cfg=up.cfg, rng=random.Random(opts.seed + 2),
+                                              sessions=up.sessions())
+    kind = _flag(up.api_argv, "--worker-class")
+    server = f"gunicorn {kind} {_flag(up.api_argv, '--workers')}x{_flag(up.api_argv, '--threads')}"
+    pool = BY_NAME[webhooks.POOL]
+    print(webhooks.report(result, concurrency=opts.concurrency, client=opts.client, server=server,
+                          pool_desc=f"{pool.pool} x{pool.env_concurrency()}"), flush=True)
+    return result.failed
+
+
 def run(opts: Options, tmp: Path, redis_port: int, mongo_port: int, stop: threading.Event) -> int:
-    """Start everything under `tmp`, run both phases, print the table; stop everything it started."""
+    """Start everything under `tmp`, run the selected phases, print the tables; stop everything it started."""
     started: list[servers.Server] = []
     clients: list[Client] = []
     try:
-        up = start_all(tmp, redis_port, mongo_port, started)
-        rng = random.Random(opts.seed)
-        warm = order_bodies(opts.warmup, STORE_ID, up.skus, rng)
-        bodies = order_bodies(opts.orders, STORE_ID, up.skus, rng)
-
-        clients.append(Client(opts.concurrency, stop))
-        orders = orders_phase(opts, up, clients[-1], warm, bodies)
-        order_ids = [_order_id(loc) for loc in orders.locations]
-        log(f"orders: {orders.rate:.1f} req/s; waiting (<= {TERMINAL_TIMEOUT_S:.0f}s) for them to finish")
-        wait_drained(up.cfg, up.database)
-        conf = confirmation(up.database, order_ids)
-
-        clients.append(Client(opts.concurrency, stop))
-        bare = bare_phase(opts, up, clients[-1], warm, bodies)
-
-        print(report(opts, up.api_argv, orders, bare, conf), flush=True)
-        failed = orders.ok < orders.sent or bare.ok < bare.sent or conf.unfinished > 0
+        up = start_all(tmp, redis_port, mongo_port, started, opts)
+        failed = False
+        if opts.run_orders:
+            failed |= run_orders(opts, up, clients, stop)
+        if opts.run_webhooks:
+            if opts.run_orders:
+                print(flush=True)
+            failed |= run_webhooks(opts, up, clients, stop)
         return 1 if failed else 0
     except Exception:
         _show_logs(tmp)

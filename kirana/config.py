@@ -41,7 +41,10 @@ def _float(name: str, default: float) -> float:
 
 @dataclass(frozen=True)
 class Settings:
-    """Typed view of the environment. Build with `Settings.from_env()`."""
+    """Typed view of the environment. Build with `Settings.from_env()`.
+
+    Secrets are fields with repr=False, so a logged Settings never shows them.
+    """
 
     redis_url: str = "redis://127.0.0.1:6390/0"
     mongo_url: str = "mongodb://127.0.0.1:27027"
@@ -55,7 +58,7 @@ class Settings:
     api_workers: int = 2
     api_threads: int = 8
     flower_port: int = 5555
-    flower_basic_auth: str = "ops:kirana-dev"
+    flower_basic_auth: str = field(default="ops:kirana-dev", repr=False)
 
     data_dir: Path = field(default_factory=lambda: ROOT / "var")
 
@@ -78,7 +81,7 @@ class Settings:
 
     # Access control. The default secret is for the embedded stack only;
     # production must set TOKEN_SECRET (deploy files require it).
-    token_secret: str = "kirana-dev-only-secret-change-me-0123456789"
+    token_secret: str = field(default="kirana-dev-only-secret-change-me-0123456789", repr=False)
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 30 * 86_400
     login_max_failures_account: int = 5
@@ -89,6 +92,20 @@ class Settings:
     sms_otp_window_s: int = 600
     sms_otp_ttl_s: int = 300
     totp_issuer: str = "Kirana"
+
+    # Razorpay. The defaults are the local sandbox's; production sets real
+    # keys and RAZORPAY_BASE_URL=https://api.razorpay.com.
+    razorpay_base_url: str = "http://127.0.0.1:9100"
+    razorpay_key_id: str = "rzp_test_kirana"
+    razorpay_key_secret: str = field(default="kirana_sandbox_key_secret", repr=False)
+    razorpay_webhook_secret: str = field(default="kirana_sandbox_webhook_secret", repr=False)
+    # Accepted too while a webhook secret is being rotated.
+    razorpay_webhook_secret_previous: str = field(default="", repr=False)
+    razorpay_timeout_s: float = 5.0
+    # An order not paid within this long expires and gives its stock back.
+    payment_expiry_s: int = 900
+    # Payments still created/authorized after this long are re-read from Razorpay.
+    payment_reconcile_after_s: int = 120
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -125,6 +142,15 @@ class Settings:
             sms_otp_window_s=_int("SMS_OTP_WINDOW_S", cls.sms_otp_window_s),
             sms_otp_ttl_s=_int("SMS_OTP_TTL_S", cls.sms_otp_ttl_s),
             totp_issuer=_env("TOTP_ISSUER", cls.totp_issuer),
+            razorpay_base_url=_env("RAZORPAY_BASE_URL", cls.razorpay_base_url),
+            razorpay_key_id=_env("RAZORPAY_KEY_ID", cls.razorpay_key_id),
+            razorpay_key_secret=_env("RAZORPAY_KEY_SECRET", cls.razorpay_key_secret),
+            razorpay_webhook_secret=_env("RAZORPAY_WEBHOOK_SECRET", cls.razorpay_webhook_secret),
+            razorpay_webhook_secret_previous=_env("RAZORPAY_WEBHOOK_SECRET_PREVIOUS",
+                                                  cls.razorpay_webhook_secret_previous),
+            razorpay_timeout_s=_float("RAZORPAY_TIMEOUT_S", cls.razorpay_timeout_s),
+            payment_expiry_s=_int("PAYMENT_EXPIRY_S", cls.payment_expiry_s),
+            payment_reconcile_after_s=_int("PAYMENT_RECONCILE_AFTER_S", cls.payment_reconcile_after_s),
         )
 
 
@@ -163,6 +189,14 @@ ENV_NAMES: dict[str, str] = {
     "sms_otp_window_s": "SMS_OTP_WINDOW_S",
     "sms_otp_ttl_s": "SMS_OTP_TTL_S",
     "totp_issuer": "TOTP_ISSUER",
+    "razorpay_base_url": "RAZORPAY_BASE_URL",
+    "razorpay_key_id": "RAZORPAY_KEY_ID",
+    "razorpay_key_secret": "RAZORPAY_KEY_SECRET",
+    "razorpay_webhook_secret": "RAZORPAY_WEBHOOK_SECRET",
+    "razorpay_webhook_secret_previous": "RAZORPAY_WEBHOOK_SECRET_PREVIOUS",
+    "razorpay_timeout_s": "RAZORPAY_TIMEOUT_S",
+    "payment_expiry_s": "PAYMENT_EXPIRY_S",
+    "payment_reconcile_after_s": "PAYMENT_RECONCILE_AFTER_S",
 }
 assert set(ENV_NAMES) == {f.name for f in fields(Settings)}
 

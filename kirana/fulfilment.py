@@ -50,6 +50,16 @@ def _claim(db: Database, order_id: str, lease_ms: int, publish: Publisher | None
     return (token, claimed) if claimed is not None else None
 
 
+def settle_holds(db: Database, order: dict[str, Any]) -> None:
+    """The order is sold: its holds become sales (idempotent)."""
+    _settle_holds(db, order)
+
+
+def release_holds(db: Database, order: dict[str, Any]) -> None:
+    """The order will not be sold: give its held stock back (idempotent)."""
+    _release_holds(db, order)
+
+
 def _settle_holds(db: Database, order: dict[str, Any]) -> None:
     for item in order["items"]:
         stock.settle(db, order["store_id"], order["_id"], item["sku"])
@@ -78,15 +88,16 @@ def _reject(
     return Outcome(order["_id"], str(Status.REJECTED), acted=True, reason=str(reason))
 
 
-def process_order(db: Database, order_id: str, *, lease_ms: int, publish: Publisher | None = None) -> Outcome:
-    """Take an accepted order to confirmed (cash on delivery) or rejected."""
+def process_order(db: Database, order_id: str, *, lease_ms: int, pay_within_ms: int,
+                  publish: Publisher | None = None) -> Outcome:
+    """Take an accepted order to confirmed (cash on delivery), reserved (to be paid online) or rejected."""
     order = orders.get(db, order_id)
     if order["status"] == Status.CONFIRMED:
         # A redelivery after a crash between confirming and settling finishes
         # the settling; on a settled order this changes nothing.
         _settle_holds(db, order)
         return Outcome(order_id, order["status"], acted=False)
-    if order["status"] in orders.TERMINAL:
+    if order["status"] not in {Status.ACCEPTED, Status.PROCESSING}:
         return Outcome(order_id, order["status"], acted=False)
 
     claimed = _claim(db, order_id, lease_ms, publish)
@@ -113,6 +124,17 @@ def process_order(db: Database, order_id: str, *, lease_ms: int, publish: Publis
         lines.append(price_line(taken.product, taken.qty))
 
     total = sum(line["line_total_paise"] for line in lines)
+    if order["payment_method"] != PaymentMethod.COD:
+        # Paid online: hold the stock until the payment comes or the order expires.
+        reserved = orders.move(
+            db, order_id, Status.PROCESSING, Status.RESERVED,
+            guard={"claim.token": token},
+            fields={"lines": lines, "total_paise": total, "payment_attempt": 1, "pay_by_ms": now_ms() + pay_within_ms},
+            unset=("claim",), detail={"total_paise": total}, publish=publish, attempt=1,
+        )
+        if reserved is None:
+            return Outcome(order_id, orders.get(db, order_id)["status"], acted=False)
+        return Outcome(order_id, str(Status.RESERVED), acted=True)
     # Cash on delivery needs nothing more: the order is confirmed now.
     moved = orders.move(
         db, order_id, Status.PROCESSING, Status.CONFIRMED,

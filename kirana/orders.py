@@ -27,22 +27,45 @@ from kirana.ids import new_id
 class Status(StrEnum):
     ACCEPTED = "accepted"
     PROCESSING = "processing"
+    # Stock held and priced; a payment order is being opened at the gateway.
+    RESERVED = "reserved"
+    AWAITING_PAYMENT = "awaiting_payment"
+    PAYMENT_FAILED = "payment_failed"
     CONFIRMED = "confirmed"
     REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    REFUND_PENDING = "refund_pending"
+    REFUNDED = "refunded"
 
 
-TERMINAL = frozenset({Status.CONFIRMED, Status.REJECTED})
+# No way out of these.
+TERMINAL = frozenset({Status.REJECTED, Status.EXPIRED, Status.CANCELLED, Status.REFUNDED})
+# An order that still holds stock for a payment that has not come.
+UNPAID = frozenset({Status.RESERVED, Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED})
 
 TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     Status.ACCEPTED: frozenset({Status.PROCESSING, Status.REJECTED}),
-    Status.PROCESSING: frozenset({Status.CONFIRMED, Status.REJECTED}),
-    Status.CONFIRMED: frozenset(),
+    Status.PROCESSING: frozenset({Status.CONFIRMED, Status.REJECTED, Status.RESERVED}),
+    Status.RESERVED: frozenset({Status.AWAITING_PAYMENT, Status.CONFIRMED, Status.EXPIRED, Status.CANCELLED}),
+    Status.AWAITING_PAYMENT: frozenset({Status.CONFIRMED, Status.PAYMENT_FAILED, Status.EXPIRED, Status.CANCELLED}),
+    # A failed payment may be retried (a new attempt), or succeed late (UPI).
+    Status.PAYMENT_FAILED: frozenset({Status.RESERVED, Status.CONFIRMED, Status.EXPIRED, Status.CANCELLED}),
+    Status.CONFIRMED: frozenset({Status.CANCELLED, Status.REFUND_PENDING}),
+    Status.REFUND_PENDING: frozenset({Status.REFUNDED}),
     Status.REJECTED: frozenset(),
+    Status.EXPIRED: frozenset(),
+    Status.CANCELLED: frozenset(),
+    Status.REFUNDED: frozenset(),
 }
 
 # Position of each status in an order's life, to keep events in order when
 # two land in the same millisecond.
-_SEQ = {Status.ACCEPTED: 0, Status.PROCESSING: 1, Status.CONFIRMED: 2, Status.REJECTED: 2}
+_SEQ = {
+    Status.ACCEPTED: 0, Status.PROCESSING: 1, Status.RESERVED: 2, Status.AWAITING_PAYMENT: 3,
+    Status.PAYMENT_FAILED: 4, Status.CONFIRMED: 5, Status.REJECTED: 5, Status.EXPIRED: 6, Status.CANCELLED: 6,
+    Status.REFUND_PENDING: 7, Status.REFUNDED: 8,
+}
 
 
 class RejectReason(StrEnum):
@@ -54,6 +77,11 @@ class RejectReason(StrEnum):
 
 class PaymentMethod(StrEnum):
     COD = "cod"
+    UPI = "upi"
+    CARD = "card"
+    NETBANKING = "netbanking"
+    # A card the customer saved at Razorpay; `token_id` names it.
+    TOKEN = "token"
 
 
 @dataclass(frozen=True)
@@ -70,6 +98,7 @@ class NewOrder:
     store_id: str
     items: tuple[OrderItem, ...]
     payment_method: PaymentMethod
+    token_id: str | None = None
 
     def fingerprint(self) -> str:
         """Stable hash of the request, to tell a retry from a different order."""
@@ -116,14 +145,15 @@ def record_event(
     *,
     detail: Mapping[str, Any] | None = None,
     publish: Publisher | None = None,
+    attempt: int | None = None,
 ) -> None:
     """Insert the event for reaching `status`; a second insert is a no-op.
 
-    The event id is (order, status): a status is reached at most once, so a
-    replayed step cannot record it twice.
+    The event id is (order, status[, payment attempt]): a status is reached
+    at most once per attempt, so a replayed step cannot record it twice.
     """
     event = {
-        "_id": f"{order_id}:{status}",
+        "_id": f"{order_id}:{status}" + (f":{attempt}" if attempt else ""),
         "order_id": order_id,
         "status": str(status),
         "seq": _SEQ[status],
@@ -166,6 +196,7 @@ def place(
         "store_id": new.store_id,
         "items": [asdict(item) for item in new.items],
         "payment_method": str(new.payment_method),
+        **({"token_id": new.token_id} if new.token_id else {}),
         "status": str(Status.ACCEPTED),
         "idempotency_key": scoped_key,
         "request_fingerprint": fingerprint,
@@ -203,7 +234,7 @@ def withdraw(db: Database, order_id: str) -> bool:
 def move(
     db: Database,
     order_id: str,
-    expected: Status,
+    expected: Status | frozenset[Status],
     target: Status,
     *,
     guard: Mapping[str, Any] | None = None,
@@ -211,20 +242,27 @@ def move(
     unset: tuple[str, ...] = (),
     detail: Mapping[str, Any] | None = None,
     publish: Publisher | None = None,
+    attempt: int | None = None,
 ) -> dict[str, Any] | None:
-    """Compare-and-set `expected` -> `target`; None when the order was not in `expected`."""
-    check_transition(expected, target)
+    """Compare-and-set `expected` -> `target`; None when the order was not in `expected`.
+
+    `expected` may be a set of statuses the move is allowed from.
+    """
+    froms = expected if isinstance(expected, frozenset) else frozenset({expected})
+    for current in froms:
+        check_transition(current, target)
+    status_filter: Any = str(next(iter(froms))) if len(froms) == 1 else {"$in": sorted(str(s) for s in froms)}
     at_ms = now_ms()
     update: dict[str, Any] = {"$set": {"status": str(target), "updated_at_ms": at_ms, **(fields or {})}}
     if unset:
         update["$unset"] = dict.fromkeys(unset, "")
     moved = db[collections.ORDERS].find_one_and_update(
-        {"_id": order_id, "status": str(expected), **(guard or {})},
+        {"_id": order_id, "status": status_filter, **(guard or {})},
         update,
         return_document=ReturnDocument.AFTER,
     )
     if moved is not None:
-        record_event(db, order_id, target, at_ms, detail=detail, publish=publish)
+        record_event(db, order_id, target, at_ms, detail=detail, publish=publish, attempt=attempt)
     return moved
 
 
@@ -261,6 +299,11 @@ def view(order: Mapping[str, Any], order_events: list[dict[str, Any]]) -> dict[s
     if order.get("reject_reason"):
         shown["reject_reason"] = order["reject_reason"]
         shown["reject_detail"] = order.get("reject_detail")
+    if order.get("payment"):
+        # What the app's checkout needs: the gateway order, key id and amount.
+        shown["payment"] = dict(order["payment"])
+    if order.get("pay_by_ms"):
+        shown["pay_by_ms"] = order["pay_by_ms"]
     return shown
 
 

@@ -31,6 +31,8 @@ TWO_FACTOR_REQUIRED = frozenset({Role.OPS, Role.ADMIN, Role.STORE_OWNER})
 MATRIX: Mapping[str, frozenset[Role]] = {
     "orders:create": frozenset({Role.CUSTOMER}),
     "orders:read": EVERYONE,  # narrowed per order by can_see_order
+    "orders:cancel": frozenset({Role.CUSTOMER, Role.OPS, Role.ADMIN}),  # customers: their own
+    "payments:pay": frozenset({Role.CUSTOMER}),  # checkout, retries, saved methods
     "products:read": EVERYONE,
     "account:self": EVERYONE,  # own session, password and two-factor
     "audit:read": frozenset({Role.OPS, Role.ADMIN}),

@@ -90,3 +90,17 @@ def settle(db: Database, store_id: str, order_id: str, sku: str) -> bool:
         {"$unset": {f"holds.{order_id}": ""}},
     )
     return updated.modified_count == 1
+
+
+def restock(db: Database, store_id: str, order_id: str, sku: str, qty: int) -> bool:
+    """Put a sold quantity back on the shelf (a cancelled or refunded order), once.
+
+    The marker `restocked.<order_id>` makes a second restock for the same
+    order find nothing to do.
+    """
+    marker = f"restocked.{order_id}"
+    done = db[collections.PRODUCTS].update_one(
+        {"_id": product_id(store_id, sku), marker: {"$exists": False}},
+        {"$inc": {"stock": qty}, "$set": {marker: qty, "updated_at_ms": now_ms()}},
+    )
+    return done.modified_count == 1

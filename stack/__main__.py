@@ -1,6 +1,6 @@
 """`make run`: the whole stack in the foreground; `make stop` stops one in the background.
 
-    python -m stack run     redis-server, nx-27017, API, one worker per pool, beat, Flower
+    python -m stack run     redis-server, nx-27017, the Razorpay sandbox, API, a worker per pool, beat, Flower
     python -m stack stop    SIGTERM the stack whose pid is in var/run/stack.pid
 
 honcho supervises the processes: it multiplexes their output and, on Ctrl-C,
@@ -23,12 +23,13 @@ from honcho.manager import Manager
 
 from kirana.config import Settings, settings
 from stack import servers
-from stack.commands import api_command, flower_command
+from stack.commands import api_command, flower_command, sandbox_command, sandbox_env
 from workers.pools import POOLS, beat_command, worker_command
 
 # Off the standard ports, so the private servers never meet the machine's own.
 REDIS_PORT = int(os.environ.get("KIRANA_STACK_REDIS_PORT", "6390"))
 MONGO_PORT = int(os.environ.get("KIRANA_STACK_MONGO_PORT", "27027"))
+RAZORPAY_PORT = int(os.environ.get("KIRANA_STACK_RAZORPAY_PORT", "9100"))
 
 
 def _pid_file(cfg: Settings) -> Path:
@@ -58,6 +59,7 @@ def _setup_and_announce(cfg: Settings, redis_url: str, mongo_url: str) -> None:
         f"  Kirana is up.\n"
         f"  API      {base}   (try: curl {base}/readyz)\n"
         f"  Flower   http://127.0.0.1:{cfg.flower_port}   (user {user!r}, FLOWER_BASIC_AUTH)\n"
+        f"  Razorpay {cfg.razorpay_base_url}\n"
         f"  Redis    {redis_url}\n"
         f"  MongoDB  {mongo_url}\n"
         f"  Ctrl-C stops everything.\n",
@@ -86,10 +88,18 @@ def run() -> int:
         manager.add_process("mongo", "exec " + shlex.join(servers.mongo_command(MONGO_PORT, mongo_dir)),
                             quiet=True)
 
+    # The local sandbox stands in for Razorpay; set RAZORPAY_BASE_URL and keys for the real one.
+    own_sandbox = not os.environ.get("RAZORPAY_BASE_URL")
+    if own_sandbox:
+        os.environ["RAZORPAY_BASE_URL"] = f"http://127.0.0.1:{RAZORPAY_PORT}"
     env = servers.process_env(redis_url, mongo_url)
     os.environ.update({"REDIS_URL": redis_url, "MONGO_URL": mongo_url})
     settings.cache_clear()
     cfg = settings()
+    if own_sandbox:
+        webhook_url = f"http://{cfg.api_host}:{cfg.api_port}/webhooks/razorpay"
+        manager.add_process("razorpay", "exec " + shlex.join(sandbox_command(cfg, webhook_url=webhook_url)),
+                            env={**env, **sandbox_env(cfg)})
 
     manager.add_process("api", "exec " + shlex.join(api_command(cfg)), env=env)
     for pool in POOLS:

@@ -32,3 +32,15 @@ def flower_command(cfg: Settings) -> list[str]:
         f"--port={cfg.flower_port}", "--address=127.0.0.1",
         f"--basic-auth={cfg.flower_basic_auth}",
     ]
+
+
+def sandbox_command(cfg: Settings, *, webhook_url: str) -> list[str]:
+    """The local Razorpay sandbox, on the port of RAZORPAY_BASE_URL, sending webhooks to `webhook_url`."""
+    port = cfg.razorpay_base_url.rstrip("/").rsplit(":", 1)[1]
+    return [sys.executable, "-m", "sandbox", "--port", port, "--webhook-url", webhook_url]
+
+
+def sandbox_env(cfg: Settings) -> dict[str, str]:
+    """The sandbox must hold the same keys as the code that calls it."""
+    return {"RAZORPAY_KEY_ID": cfg.razorpay_key_id, "RAZORPAY_KEY_SECRET": cfg.razorpay_key_secret,
+            "RAZORPAY_WEBHOOK_SECRET": cfg.razorpay_webhook_secret}

@@ -15,8 +15,10 @@ from kirana.config import settings
 from tasks.queues import ROUTES, Queue
 
 # Task modules, imported explicitly so a worker registers every task the
-# routes and the schedule name (tests/unit/test_task_registry.py checks it).
-TASK_MODULES = ["tasks.orders", "tasks.notifications", "tasks.audit", "tasks.heartbeat"]
+# routes and the schedule name (tests/unit/test_celery_config.py checks it).
+TASK_MODULES = [
+    "tasks.orders", "tasks.payments", "tasks.webhooks", "tasks.notifications", "tasks.audit", "tasks.heartbeat",
+]
 
 
 def make_celery() -> Celery:

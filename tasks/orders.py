@@ -7,6 +7,7 @@ import logging
 from kirana import db, fulfilment, orders
 from kirana.clock import now_ms
 from kirana.config import settings
+from tasks import payments as payment_tasks
 from tasks.app import app
 from tasks.base import KiranaTask, publish_order_update
 
@@ -22,11 +23,15 @@ SWEEP_BATCH = 500
 @app.task(name="orders.process", base=KiranaTask, soft_time_limit=SOFT_LIMIT_S, time_limit=HARD_LIMIT_S)
 def process(order_id: str) -> str:
     try:
-        outcome = fulfilment.process_order(db.database(), order_id, lease_ms=LEASE_MS, publish=publish_order_update)
+        outcome = fulfilment.process_order(db.database(), order_id, lease_ms=LEASE_MS,
+                                           pay_within_ms=settings().payment_expiry_s * 1000,
+                                           publish=publish_order_update)
     except orders.OrderNotFound:
         # Withdrawn by the API after a failed enqueue whose message got through.
         log.warning("order %s not found; nothing to do", order_id)
         return "missing"
+    if outcome.acted and outcome.status == orders.Status.RESERVED:
+        payment_tasks.create_order.delay(order_id, 1)
     return outcome.status
 
 

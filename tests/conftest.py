@@ -36,6 +36,12 @@ os.environ["WORKER_ALIVE_WINDOW_S"] = "5"
 os.environ.setdefault("KIRANA_WORKER_LOGLEVEL", "INFO")
 # Every test logs in from 127.0.0.1: the per-address lockout is tested on its own.
 os.environ["LOGIN_MAX_FAILURES_ADDRESS"] = "100000"
+# The Razorpay sandbox the stack fixture starts, and gateway settings that make
+# its faults quick to provoke: a 2 s slow capture outlasts a 1 s timeout.
+os.environ["RAZORPAY_BASE_URL"] = f"http://127.0.0.1:{servers.free_port()}"
+os.environ["RAZORPAY_TIMEOUT_S"] = "1"
+os.environ["RAZORPAY_WEBHOOK_SECRET_PREVIOUS"] = "kirana-previous-webhook-secret-for-rotation"
+os.environ["PAYMENT_RECONCILE_AFTER_S"] = "1"
 
 from kirana import db  # noqa: E402  (after the environment is set)
 from kirana.config import settings  # noqa: E402

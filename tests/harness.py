@@ -17,7 +17,7 @@ from kirana import two_factor as two_factor_mod
 from kirana.config import Settings
 from kirana.permissions import TWO_FACTOR_REQUIRED, Role
 from stack import servers
-from stack.commands import api_command
+from stack.commands import api_command, sandbox_command, sandbox_env
 from workers.pools import POOLS, worker_command
 
 TERMINAL = {"confirmed", "rejected"}
@@ -37,6 +37,11 @@ class Stack:
         self.api = api_server(run_dir, cfg)
         self.base_url = f"http://127.0.0.1:{self.api.port}"
         self.workers: dict[str, servers.Server] = {}
+        self.sandbox = Sandbox(cfg.razorpay_base_url)
+        self.sandbox_server = servers.Server(
+            "razorpay-sandbox", sandbox_command(cfg, webhook_url=f"{self.base_url}/webhooks/razorpay"),
+            self.sandbox.port, env=servers.process_env(cfg.redis_url, cfg.mongo_url, **sandbox_env(cfg)),
+            log=run_dir / "razorpay-sandbox.log")
 
     @property
     def db(self) -> Database:
@@ -55,6 +60,7 @@ class Stack:
         database = self.db
         db.ensure_indexes(database)
         seed.seed(database)
+        self.sandbox_server.start()
         self.api.start()
         for pool in POOLS:
             self.start_worker(pool.name)
@@ -67,9 +73,9 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         # Signal them all first: a warm shutdown each, in parallel.
-        for server in [*self.workers.values(), self.api]:
+        for server in [*self.workers.values(), self.api, self.sandbox_server]:
             server.signal(signal.SIGTERM)
-        for server in [*self.workers.values(), self.api]:
+        for server in [*self.workers.values(), self.api, self.sandbox_server]:
             server.stop()
 
     # --- users of the API ----------------------------------------------------------------
@@ -133,3 +139,30 @@ class Client:
                 return order
             time.sleep(0.05)
 
+
+
+class Sandbox:
+    """The Razorpay sandbox's customer-side checkout and its test controls."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.port = int(self.base_url.rsplit(":", 1)[1])
+        self.http = requests.Session()
+
+    def checkout(self, rzp_order_id: str, action: str, **body: Any) -> dict[str, Any]:
+        resp = self.http.post(f"{self.base_url}/_sandbox/checkout/{rzp_order_id}/{action}", json=body, timeout=10)
+        assert resp.status_code < 300, resp.text
+        return resp.json()
+
+    def control(self, **knobs: Any) -> None:
+        resp = self.http.post(f"{self.base_url}/_sandbox/control", json=knobs, timeout=10)
+        assert resp.status_code < 300, resp.text
+
+    def reset(self) -> None:
+        self.http.post(f"{self.base_url}/_sandbox/reset", timeout=10).raise_for_status()
+
+    def flush(self, order: str = "fifo") -> None:
+        self.http.post(f"{self.base_url}/_sandbox/webhooks/flush", json={"order": order}, timeout=10).raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        return self.http.get(f"{self.base_url}/_sandbox/stats", timeout=10).json()

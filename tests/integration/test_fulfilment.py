@@ -12,6 +12,10 @@ from kirana.orders import NewOrder, OrderItem, PaymentMethod, Status
 LEASE = 60_000
 
 
+def _run(database, order_id: str):  # type: ignore[no-untyped-def]
+    return fulfilment.process_order(database, order_id, lease_ms=LEASE, pay_within_ms=LEASE)
+
+
 def _shop(database, **stocks: int) -> str:  # type: ignore[no-untyped-def]
     database[collections.STORES].insert_one({"_id": "store-t", "name": "T", "city": "Pune"})
     database[collections.PRODUCTS].insert_many([
@@ -35,7 +39,7 @@ def test_confirming_takes_the_stock_and_prices_from_the_catalog(database) -> Non
     _shop(database, ATTA=10, DAL=5)
     order_id = _order(database, ("ATTA", 2), ("DAL", 1))
 
-    outcome = fulfilment.process_order(database, order_id, lease_ms=LEASE)
+    outcome = fulfilment.process_order(database, order_id, lease_ms=LEASE, pay_within_ms=LEASE)
 
     order = orders.get(database, order_id)
     assert (outcome.status, outcome.acted) == ("confirmed", True)
@@ -47,10 +51,10 @@ def test_confirming_takes_the_stock_and_prices_from_the_catalog(database) -> Non
 def test_a_second_run_changes_nothing(database) -> None:  # type: ignore[no-untyped-def]
     _shop(database, ATTA=10)
     order_id = _order(database, ("ATTA", 2))
-    fulfilment.process_order(database, order_id, lease_ms=LEASE)
+    fulfilment.process_order(database, order_id, lease_ms=LEASE, pay_within_ms=LEASE)
     before = orders.get(database, order_id)
 
-    again = fulfilment.process_order(database, order_id, lease_ms=LEASE)
+    again = fulfilment.process_order(database, order_id, lease_ms=LEASE, pay_within_ms=LEASE)
 
     assert again.acted is False
     assert orders.get(database, order_id) == before
@@ -62,7 +66,7 @@ def test_a_shortfall_rejects_and_gives_back_what_was_reserved(database) -> None:
     _shop(database, ATTA=10, DAL=1)
     order_id = _order(database, ("ATTA", 3), ("DAL", 2))
 
-    outcome = fulfilment.process_order(database, order_id, lease_ms=LEASE)
+    outcome = fulfilment.process_order(database, order_id, lease_ms=LEASE, pay_within_ms=LEASE)
 
     order = orders.get(database, order_id)
     assert (outcome.status, outcome.reason) == ("rejected", "out_of_stock")
@@ -77,7 +81,7 @@ def test_a_run_that_finds_a_live_claim_leaves_the_order_alone(database) -> None:
     orders.move(database, order_id, Status.ACCEPTED, Status.PROCESSING,
                 fields={"claim": {"token": "other", "until_ms": now_ms() + LEASE}})
 
-    outcome = fulfilment.process_order(database, order_id, lease_ms=LEASE)
+    outcome = fulfilment.process_order(database, order_id, lease_ms=LEASE, pay_within_ms=LEASE)
 
     assert (outcome.status, outcome.acted) == ("processing", False)
     assert _stock(database, "ATTA") == 10
@@ -92,7 +96,7 @@ def test_a_dead_runs_expired_claim_is_taken_over_and_its_holds_reused(database) 
     assert isinstance(stock.reserve(database, "store-t", order_id, "ATTA", 4), stock.Reserved)
 
     # When the redelivered message runs.
-    outcome = fulfilment.process_order(database, order_id, lease_ms=LEASE)
+    outcome = fulfilment.process_order(database, order_id, lease_ms=LEASE, pay_within_ms=LEASE)
 
     # Then the order is confirmed and the stock was taken once.
     assert (outcome.status, outcome.acted) == ("confirmed", True)
@@ -107,7 +111,7 @@ def test_a_crash_between_confirming_and_settling_is_finished_by_the_redelivery(d
     stock.reserve(database, "store-t", order_id, "ATTA", 2)
     orders.move(database, order_id, Status.PROCESSING, Status.CONFIRMED, unset=("claim",))
 
-    fulfilment.process_order(database, order_id, lease_ms=LEASE)
+    fulfilment.process_order(database, order_id, lease_ms=LEASE, pay_within_ms=LEASE)
 
     product = database[collections.PRODUCTS].find_one({"_id": "store-t:ATTA"})
     assert product["stock"] == 8
@@ -119,7 +123,7 @@ def test_concurrent_runs_of_one_order_confirm_it_once(database) -> None:  # type
     order_id = _order(database, ("ATTA", 3), ("DAL", 2))
 
     with ThreadPoolExecutor(8) as pool:
-        outcomes = list(pool.map(lambda _: fulfilment.process_order(database, order_id, lease_ms=LEASE), range(8)))
+        outcomes = list(pool.map(lambda _: _run(database, order_id), range(8)))
 
     assert sum(o.acted for o in outcomes) == 1
     assert (_stock(database, "ATTA"), _stock(database, "DAL")) == (7, 8)
@@ -130,8 +134,22 @@ def test_many_orders_racing_for_little_stock_never_oversell(database) -> None:  
     ids = [_order(database, ("ATTA", 3)) for _ in range(12)]
 
     with ThreadPoolExecutor(8) as pool:
-        outcomes = list(pool.map(lambda oid: fulfilment.process_order(database, oid, lease_ms=LEASE), ids))
+        outcomes = list(pool.map(lambda oid: _run(database, oid), ids))
 
     confirmed = [o for o in outcomes if o.status == "confirmed"]
     assert len(confirmed) == 6
     assert _stock(database, "ATTA") == 2
+
+
+def test_an_online_order_is_reserved_with_its_stock_held_until_paid(database) -> None:  # type: ignore[no-untyped-def]
+    _shop(database, ATTA=10)
+    new = NewOrder("cust-1", "store-t", (OrderItem("ATTA", 4),), PaymentMethod.UPI)
+    order_id = orders.place(database, new)[0]["_id"]
+
+    outcome = fulfilment.process_order(database, order_id, lease_ms=LEASE, pay_within_ms=60_000)
+
+    order = orders.get(database, order_id)
+    product = database[collections.PRODUCTS].find_one({"_id": "store-t:ATTA"})
+    assert (outcome.status, order["payment_attempt"], order["total_paise"]) == ("reserved", 1, 400)
+    assert order["pay_by_ms"] > now_ms() + 50_000
+    assert product["stock"] == 6 and product["holds"][order_id] == 4

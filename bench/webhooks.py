@@ -1,0 +1,351 @@
+"""The webhook ingest phase: signed, distinct Razorpay events POSTed to /webhooks/razorpay.
+
+The events name payments that do not exist, so a worker that handles them
+records `unknown_payment`: what is measured is ingest (signature check, one
+insert into `webhook_events`, one publish to the webhooks queue, the answer).
+
+Afterwards it checks that every accepted event was stored exactly once and
+that re-posting some of them answers "duplicate" and stores nothing, and it
+times the ingest's parts on their own (`breakdown`) to tell which one limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import random
+import string
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pymongo.database import Database
+
+from bench.load import Client, Phase
+from bench.procstat import CpuMeter
+from kirana.config import Settings
+from kirana.payments import WEBHOOK_EVENTS
+from tasks.queues import Queue
+
+PATH = "/webhooks/razorpay"
+POOL = "webhooks"
+QUEUE = Queue.WEBHOOKS.value
+GOAL_RATE = 1000.0
+GOAL_P99_MS = 50.0
+REPOST = 100
+DRAIN_TIMEOUT_S = 180.0
+_ALNUM = string.ascii_letters + string.digits
+# kombu's Redis transport keeps delivered, not yet acked messages in this hash.
+UNACKED_KEY = "unacked"
+
+
+@dataclass(frozen=True)
+class Events:
+    """Bodies and the headers that go with each, built before any clock starts."""
+
+    ids: list[str]
+    bodies: list[bytes]
+    headers: list[dict[str, str]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def first(self, n: int) -> Events:
+        return Events(self.ids[:n], self.bodies[:n], self.headers[:n])
+
+
+def signature(secret: str, body: bytes) -> str:
+    """What Razorpay sends as X-Razorpay-Signature: hex HMAC-SHA256 of the raw body."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _rid(rng: random.Random, prefix: str) -> str:
+    return prefix + "".join(rng.choices(_ALNUM, k=14))
+
+
+def make_events(n: int, rng: random.Random, secret: str, taken: set[str]) -> Events:
+    """`n` payment.captured events with event ids not in `taken` (which they join)."""
+    ids, bodies, headers = [], [], []
+    created_at = int(time.time())
+    while len(ids) < n:
+        event_id = _rid(rng, "evt_")
+        if event_id in taken:
+            continue
+        taken.add(event_id)
+        event = {
+            "entity": "event",
+            "account_id": "acc_bench",
+            "event": "payment.captured",
+            "contains": ["payment"],
+            "payload": {"payment": {"entity": {
+                "id": _rid(rng, "pay_"), "order_id": _rid(rng, "order_"),
+                "amount": 10000, "currency": "INR", "status": "captured",
+            }}},
+            "created_at": created_at,
+        }
+        body = json.dumps(event, separators=(",", ":")).encode()
+        ids.append(event_id)
+        bodies.append(body)
+        headers.append({
+            "Content-Type": "application/json",
+            "X-Razorpay-Event-Id": event_id,
+            "X-Razorpay-Signature": signature(secret, body),
+        })
+    return Events(ids, bodies, headers)
+
+
+def status_of(content: bytes) -> str:
+    """The answer's "status" ("accepted" / "duplicate"), or what else it was."""
+    try:
+        answer = json.loads(content)
+    except ValueError:
+        return "not JSON"
+    return str(answer.get("status", "no status")) if isinstance(answer, dict) else "not an object"
+
+
+@dataclass
+class Result:
+    phase: Phase
+    cpu: CpuMeter
+    consumed: bool
+    stored_new: int
+    repost: Phase
+    repost_stored_new: int
+    # With a worker: events handled and by outcome, and how long after the run the queue was empty.
+    handled: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    drained_after_s: float | None = None
+    backlog_at_end: int = 0
+    # Without one: messages purged.
+    purged: int = 0
+    breakdown: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return self.phase.outcomes.get("accepted", 0)
+
+    @property
+    def stored_ok(self) -> bool:
+        return self.stored_new == self.accepted
+
+    @property
+    def repost_ok(self) -> bool:
+        return self.repost.outcomes.get("duplicate", 0) == self.repost.sent and self.repost_stored_new == 0
+
+    @property
+    def goal_met(self) -> bool:
+        return self.phase.rate >= GOAL_RATE and self.phase.percentile(99) < GOAL_P99_MS
+
+    @property
+    def failed(self) -> bool:
+        return self.accepted < self.phase.sent or not self.stored_ok or not self.repost_ok
+
+
+def queue_depth(r: object) -> tuple[int, int]:
+    pipe = r.pipeline(transaction=False)  # type: ignore[attr-defined]
+    pipe.llen(QUEUE)
+    pipe.hlen(UNACKED_KEY)
+    queued, unacked = pipe.execute()
+    return int(queued), int(unacked)
+
+
+def wait_drained(r: object, timeout: float = DRAIN_TIMEOUT_S) -> bool:
+    """Until the webhooks queue is empty and nothing is delivered but unacked; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if queue_depth(r) == (0, 0):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def purge(celery_app: object) -> int:
+    with celery_app.connection_for_write() as conn:  # type: ignore[attr-defined]
+        return int(conn.default_channel.queue_purge(QUEUE) or 0)
+
+
+def count(database: Database, query: dict[str, object] | None = None) -> int:
+    return database[WEBHOOK_EVENTS].count_documents(query or {})
+
+
+def run_phase(*, url: str, client: Client, database: Database, r: object, cfg: Settings, rng: random.Random,
+              n: int, warmup: int, consumed: bool, sessions: dict[str, int]) -> Result:
+    """Warm up, then POST `n` events; check what was stored; re-post some. Drains or purges the queue after."""
+    from tasks.app import app as celery_app
+
+    taken: set[str] = set()
+    warm = make_events(warmup, rng, cfg.razorpay_webhook_secret, taken)
+    events = make_events(n, rng, cfg.razorpay_webhook_secret, taken)
+    if warmup:
+        _log(f"webhooks warmup: {warmup} events")
+        client.run(url, warm.bodies, expect=200, headers=warm.headers)
+        if consumed:
+            wait_drained(r)
+    before = count(database)
+    _log(f"webhooks: {n} events at concurrency {len(client.sessions)}"
+         f" ({'1 webhooks worker consuming' if consumed else 'queue left unconsumed'})")
+    meter = CpuMeter(sessions)
+    meter.start()
+    phase = client.run(url, events.bodies, expect=200, headers=events.headers, classify=status_of)
+    meter.stop()
+    backlog = queue_depth(r)[0]
+    after = count(database)
+    _log(f"webhooks: {phase.rate:.1f} events/s; re-posting {REPOST} of them")
+    again = events.first(min(REPOST, n))
+    repost = client.run(url, again.bodies, expect=200, headers=again.headers, classify=status_of)
+    result = Result(phase=phase, cpu=meter, consumed=consumed, stored_new=after - before, repost=repost,
+                    repost_stored_new=count(database) - after, backlog_at_end=backlog)
+    if consumed:
+        ended = time.monotonic()
+        _log(f"webhooks: waiting (<= {DRAIN_TIMEOUT_S:.0f}s) for the worker to handle a backlog of {backlog}")
+        if wait_drained(r):
+            result.drained_after_s = time.monotonic() - ended
+        result.handled = count(database, {"status": "handled"})
+        result.outcomes = {"unknown_payment": count(database, {"outcome": "unknown_payment"})}
+    else:
+        result.purged = purge(celery_app)
+    return result
+
+
+# --- what the ingest's parts cost on their own -------------------------------------------------
+
+
+def _timed(label: str, calls: Sequence[Callable[[], object]], sessions: dict[str, int], *,
+           threads: int = 1, warm: int = 20) -> str:
+    """Run `calls` (after `warm` uncounted ones) from `threads` threads; one line of ms per call."""
+    for call in calls[:warm]:
+        call()
+    todo = list(calls[warm:])
+    lock = threading.Lock()
+    it = iter(todo)
+
+    def work() -> None:
+        while True:
+            with lock:
+                call = next(it, None)
+            if call is None:
+                return
+            call()
+
+    meter = CpuMeter(sessions)
+    meter.start()
+    if threads == 1:
+        work()
+    else:
+        pool = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+    meter.stop()
+    k = len(todo)
+    cpu = "  ".join(f"{name} {used * 1000 / k:.2f}" for name, used in meter.used_s.items() if used > 0)
+    return (f"  {label:<44}{k / meter.wall_s:>8.0f}/s {meter.wall_s * 1000 / k:>7.2f} ms wall/call"
+            f"  CPU ms/call: {cpu}  [others on the machine: {meter.others_s / meter.wall_s:.2f} cores]")
+
+
+def breakdown(*, database: Database, cfg: Settings, rng: random.Random, sessions: dict[str, int],
+              n: int = 1000, threads: int = 8) -> list[str]:
+    """The parts of one ingest, each in a loop from this process, no HTTP and no worker running.
+
+    Run after the phase with the webhooks worker stopped; the messages it
+    publishes are purged after.
+    """
+    from api import create_app
+    from kirana import gateway, webhooks
+    from tasks.app import app as celery_app
+    from tasks.webhooks import handle
+
+    secret = cfg.razorpay_webhook_secret
+    secrets = (secret, cfg.razorpay_webhook_secret_previous)
+    taken: set[str] = set()
+    lines = [f"breakdown: {n} calls each, from the bench process (its CPU is 'load generator'), worker stopped"]
+
+    ev = make_events(n, rng, secret, taken)
+    sigs = [h["X-Razorpay-Signature"] for h in ev.headers]
+    lines.append(_timed("signature check + json.loads (in-process)", [
+        (lambda b=b, s=s: (gateway.webhook_signature_valid(secrets, b, s), json.loads(b)))
+        for b, s in zip(ev.bodies, sigs, strict=True)], sessions))
+
+    ev = make_events(n, rng, secret, taken)
+    lines.append(_timed("webhooks.store -> nx-27017, 1 thread", [
+        (lambda b=b, i=i: webhooks.store(database, b, i)) for b, i in zip(ev.bodies, ev.ids, strict=True)],
+        sessions))
+    ev = make_events(n, rng, secret, taken)
+    lines.append(_timed(f"webhooks.store -> nx-27017, {threads} threads", [
+        (lambda b=b, i=i: webhooks.store(database, b, i)) for b, i in zip(ev.bodies, ev.ids, strict=True)],
+        sessions, threads=threads))
+    ev = make_events(n, rng, secret, taken)
+    for b, i in zip(ev.bodies, ev.ids, strict=True):
+        webhooks.store(database, b, i)
+    lines.append(_timed("webhooks.store of a duplicate, 1 thread", [
+        (lambda b=b, i=i: webhooks.store(database, b, i)) for b, i in zip(ev.bodies, ev.ids, strict=True)],
+        sessions))
+
+    lines.append(_timed("handle.delay -> redis, 1 thread", [
+        (lambda i=i: handle.delay(i)) for i in ev.ids], sessions))
+    lines.append(_timed(f"handle.delay -> redis, {threads} threads", [
+        (lambda i=i: handle.delay(i)) for i in ev.ids], sessions, threads=threads))
+
+    app = create_app()
+    web = app.test_client()
+    ev = make_events(n, rng, secret, taken)
+    lines.append(_timed("whole view via Flask test_client, 1 thread", [
+        (lambda b=b, h=h: web.post(PATH, data=b, headers=h)) for b, h in zip(ev.bodies, ev.headers, strict=True)],
+        sessions))
+    lines.append(f"  (purged {purge(celery_app)} messages the breakdown published)")
+    return lines
+
+
+def report(result: Result, *, concurrency: int, client: str, server: str, pool_desc: str) -> str:
+    phase = result.phase
+    p50, p99 = phase.percentile(50), phase.percentile(99)
+    errors = ""
+    if phase.errors:
+        errors = "  (" + ", ".join(f"{kind} x{k}" for kind, k in phase.errors.most_common()) + ")"
+    answered = ", ".join(f"{label} {k}" for label, k in phase.outcomes.most_common())
+    consumer = (f"1 webhooks worker ({pool_desc}) consuming during the run" if result.consumed
+                else "no worker: the queue is left unconsumed and purged after")
+    lines = [
+        f"kirana bench: webhook ingest, {phase.sent} events, concurrency {concurrency} ({client} sessions),"
+        f" {server}; {consumer}",
+        f"{'':<26}{'events/s':>9}{'p50 ms':>9}{'p99 ms':>9}",
+        f"{'POST ' + PATH:<26}{phase.rate:>9.1f}{p50:>9.1f}{p99:>9.1f}{errors}",
+        f"answered 200: {phase.ok} of {phase.sent} ({answered or 'none'})",
+        f"goal: >= {GOAL_RATE:.0f} events/s, p99 < {GOAL_P99_MS:.0f} ms -> {'MET' if result.goal_met else 'NOT MET'}",
+        f"check: {result.stored_new} new {WEBHOOK_EVENTS} documents for {result.accepted} accepted"
+        f" -> {'OK' if result.stored_ok else 'MISMATCH'}",
+        f"check: re-posted {result.repost.sent}: "
+        + ", ".join(f"{label} {k}" for label, k in result.repost.outcomes.most_common())
+        + (f", failed {result.repost.sent - result.repost.ok}" if result.repost.ok < result.repost.sent else "")
+        + f"; {result.repost_stored_new} new documents -> {'OK' if result.repost_ok else 'FAILED'}",
+    ]
+    if result.consumed:
+        drained = (f"queue empty {result.drained_after_s:.1f}s after the run" if result.drained_after_s is not None
+                   else f"queue NOT empty after {DRAIN_TIMEOUT_S:.0f}s")
+        outcomes = ", ".join(f"{k} {v}" for k, v in result.outcomes.items())
+        lines.append(f"worker: backlog {result.backlog_at_end} at the end of the run, {drained};"
+                     f" {result.handled} events handled in all ({outcomes})")
+    else:
+        lines.append(f"queue: purged {result.purged} unconsumed webhooks.handle messages (warmup included)")
+    cpu = result.cpu
+    if phase.ok and cpu.used_s:
+        total = sum(cpu.used_s.values())
+        parts = "  ".join(f"{name} {used * 1000 / phase.ok:.2f}" for name, used in cpu.used_s.items())
+        cores = os.cpu_count() or 1
+        lines.append(f"CPU ms per accepted event during the run: {parts}  = {total * 1000 / phase.ok:.2f}"
+                     f" (1000 events/s on {cores} cores needs <= {cores:.2f})")
+        lines.append(f"machine during the run: {cpu.machine_s / cpu.wall_s:.2f} of {cores} cores busy,"
+                     f" {total / cpu.wall_s:.2f} by the bench's processes and {cpu.others_s / cpu.wall_s:.2f}"
+                     " by others" + (" (numbers distorted by other work)" if cpu.others_s > 0.1 * cpu.wall_s
+                                     else ""))
+    lines.extend(result.breakdown)
+    return "\n".join(lines)
+
+
+def _log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,114 @@
+"""Razorpay webhooks: stored once on arrival, handled later on the webhooks queue.
+
+The endpoint only checks the signature and inserts the event under its
+Razorpay event id (a duplicate delivery finds it there and is not enqueued
+again). Handling maps each event onto the payment attempt it concerns;
+payment states only move forward (kirana.payments.ADVANCES_FROM), so events
+arriving out of order cannot undo each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from kirana import payments
+from kirana.clock import now_ms, utcnow
+from kirana.orders import Publisher
+
+EVENTS = payments.WEBHOOK_EVENTS
+
+
+class BadEvent(ValueError):
+    pass
+
+
+def store(db: Database, body: bytes, event_id: str | None) -> tuple[str, bool]:
+    """Insert the event; returns (event id, stored-now). Raises BadEvent for a body that is not an event."""
+    try:
+        event = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadEvent("the body is not JSON") from None
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+        raise BadEvent("the body is not a Razorpay event")
+    # Razorpay always sends x-razorpay-event-id; without it, the body itself names the event.
+    key = event_id or "sha256:" + hashlib.sha256(body).hexdigest()
+    try:
+        db[EVENTS].insert_one({
+            "_id": key, "event": event["event"], "body": body.decode(), "status": "received",
+            "received_at": utcnow(), "received_at_ms": now_ms(),
+        })
+    except DuplicateKeyError:
+        return key, False
+    return key, True
+
+
+@dataclass(frozen=True)
+class Handled:
+    outcome: str
+    capture_payment_id: str | None = None
+    refund_payment_id: str | None = None
+
+
+def _entity(event: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return (event.get("payload", {}).get(name) or {}).get("entity")
+
+
+def _attempt_for(db: Database, gateway_payment: dict[str, Any]) -> dict[str, Any] | None:
+    attempt = payments.by_gateway_order(db, gateway_payment.get("order_id", ""))
+    if attempt is not None and not attempt.get("razorpay_payment_id"):
+        payments.record_checkout(db, attempt["razorpay_order_id"], gateway_payment["id"])
+        attempt = payments.get_attempt(db, attempt["_id"])
+    return attempt
+
+
+def handle(db: Database, event_id: str, publish: Publisher | None = None) -> Handled:
+    stored = db[EVENTS].find_one({"_id": event_id})
+    if stored is None:
+        return Handled("missing")
+    if stored["status"] != "received":
+        return Handled(f"already_{stored['status']}")
+    event = json.loads(stored["body"])
+    kind = event["event"]
+    result = _dispatch(db, kind, event, publish)
+    db[EVENTS].find_one_and_update({"_id": event_id, "status": "received"},
+                                   {"$set": {"status": "handled" if result.outcome != "ignored" else "ignored",
+                                             "outcome": result.outcome, "handled_at_ms": now_ms()}},
+                                   return_document=ReturnDocument.AFTER)
+    return result
+
+
+def _dispatch(db: Database, kind: str, event: dict[str, Any], publish: Publisher | None) -> Handled:
+    payment = _entity(event, "payment")
+    if kind == "refund.processed":
+        refund = _entity(event, "refund") or {}
+        done = payments.refund_processed(db, refund.get("payment_id") or (payment or {}).get("id", ""), refund,
+                                         publish)
+        return Handled("refunded" if done else "refund_unmatched")
+    if kind not in {"payment.authorized", "payment.captured", "payment.failed", "order.paid"} or payment is None:
+        return Handled("ignored")
+    attempt = _attempt_for(db, payment)
+    if attempt is None:
+        return Handled("unknown_payment")
+    if kind == "payment.authorized":
+        payments.advance(db, attempt["_id"], payments.S.AUTHORIZED)
+        return Handled("authorized", capture_payment_id=attempt["_id"])
+    if kind in {"payment.captured", "order.paid"}:
+        if payment.get("amount") != attempt["amount_paise"]:
+            return Handled("amount_mismatch")
+        settled = payments.mark_captured(db, attempt, payment, publish)
+        return Handled("captured", refund_payment_id=attempt["_id"] if settled.refund else None)
+    payments.mark_failed(db, attempt, payment, publish)
+    return Handled("failed")
+
+
+def unhandled(db: Database, *, older_than_ms: int, limit: int) -> list[str]:
+    """Events stored but not handled (their enqueue was lost): to enqueue again."""
+    found = db[EVENTS].find({"status": "received", "received_at_ms": {"$lt": older_than_ms}}, {"_id": 1}).limit(limit)
+    return [doc["_id"] for doc in found]

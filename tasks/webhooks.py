@@ -1,0 +1,18 @@
+"""webhooks queue: apply a stored Razorpay event to its payment."""
+
+from __future__ import annotations
+
+from kirana import db, webhooks
+from tasks import payments as payment_tasks
+from tasks.app import app
+from tasks.base import KiranaTask, publish_order_update
+
+
+@app.task(name="webhooks.handle", base=KiranaTask, soft_time_limit=20, time_limit=30)
+def handle(event_id: str) -> str:
+    result = webhooks.handle(db.database(), event_id, publish=publish_order_update)
+    if result.capture_payment_id:
+        payment_tasks.capture.delay(result.capture_payment_id)
+    if result.refund_payment_id:
+        payment_tasks.refund.delay(result.refund_payment_id)
+    return result.outcome
