@@ -58,7 +58,11 @@ class Options:
     webhooks_worker: bool = True
     # Time the ingest's parts on their own after the webhooks phase.
     breakdown: bool = True
-    client: str = "requests"  # bench.load.TRANSPORTS
+    # bench.load.TRANSPORTS for every phase; None: requests for orders and bare, http for webhooks.
+    client: str | None = None
+
+    def client_for(self, phase: str) -> str:
+        return self.client or ("http" if phase == "webhooks" else "requests")
 
     @property
     def run_orders(self) -> bool:
@@ -197,7 +201,7 @@ def report(opts: Options, api_argv: Sequence[str], orders: Phase, bare: Phase, c
     kind = _flag(api_argv, "--worker-class")
     row = "{:<22}{:>9}{:>10}{:>9}"
     lines = [
-        f"kirana bench: {opts.orders} orders, concurrency {opts.concurrency} ({opts.client} sessions),"
+        f"kirana bench: {opts.orders} orders, concurrency {opts.concurrency} ({opts.client_for('orders')} sessions),"
         f" gunicorn {kind} {workers}x{threads}",
         row.format("", "req/s", "p50 ms", "p99 ms"),
     ]
@@ -329,14 +333,14 @@ def run_orders(opts: Options, up: Running, clients: list[Client], stop: threadin
     warm = order_bodies(opts.warmup, STORE_ID, up.skus, rng)
     bodies = order_bodies(opts.orders, STORE_ID, up.skus, rng)
 
-    clients.append(Client(opts.concurrency, stop, opts.client))
+    clients.append(Client(opts.concurrency, stop, opts.client_for("orders")))
     orders = orders_phase(opts, up, clients[-1], warm, bodies)
     order_ids = [_order_id(loc) for loc in orders.locations]
     log(f"orders: {orders.rate:.1f} req/s; waiting (<= {TERMINAL_TIMEOUT_S:.0f}s) for them to finish")
     wait_drained(up.cfg, up.database)
     conf = confirmation(up.database, order_ids)
 
-    clients.append(Client(opts.concurrency, stop, opts.client))
+    clients.append(Client(opts.concurrency, stop, opts.client_for("orders")))
     bare = bare_phase(opts, up, clients[-1], warm, bodies)
 
     print(report(opts, up.api_argv, orders, bare, conf), flush=True)
@@ -345,7 +349,7 @@ def run_orders(opts: Options, up: Running, clients: list[Client], stop: threadin
 
 def run_webhooks(opts: Options, up: Running, clients: list[Client], stop: threading.Event) -> bool:
     """The webhook ingest phase, its checks, the breakdown and its table; True when something failed."""
-    clients.append(Client(opts.concurrency, stop, opts.client))
+    clients.append(Client(opts.concurrency, stop, opts.client_for("webhooks")))
     result = webhooks.run_phase(
         url=up.webhooks_url, client=clients[-1], database=up.database, r=redis_conn.client(up.cfg), cfg=up.cfg,
         rng=random.Random(opts.seed + 1), n=opts.webhooks, warmup=opts.warmup, consumed=opts.webhooks_worker,
@@ -357,11 +361,11 @@ def run_webhooks(opts: Options, up: Running, clients: list[Client], stop: thread
             worker.stop()  # so that it neither competes for the CPU nor consumes what the breakdown publishes
         log("webhooks breakdown: the ingest's parts on their own")
         result.breakdown = webhooks.breakdown(database=up.database, cfg=up.cfg, rng=random.Random(opts.seed + 2),
-                                              sessions=up.sessions())
+                                              sessions=up.sessions(), client=clients[-1], url=up.webhooks_url)
     kind = _flag(up.api_argv, "--worker-class")
     server = f"gunicorn {kind} {_flag(up.api_argv, '--workers')}x{_flag(up.api_argv, '--threads')}"
     pool = BY_NAME[webhooks.POOL]
-    print(webhooks.report(result, concurrency=opts.concurrency, client=opts.client, server=server,
+    print(webhooks.report(result, concurrency=opts.concurrency, client=opts.client_for("webhooks"), server=server,
                           pool_desc=f"{pool.pool} x{pool.env_concurrency()}"), flush=True)
     return result.failed
 

@@ -248,9 +248,27 @@ def _timed(label: str, calls: Sequence[Callable[[], object]], sessions: dict[str
             f"  CPU ms/call: {cpu}  [others on the machine: {meter.others_s / meter.wall_s:.2f} cores]")
 
 
+def _timed_http(label: str, client: Client, url: str, events: Events, sessions: dict[str, int], *,
+                expect: int, corrupt: bool = False) -> str:
+    """POST `events` through the API (with a wrong signature if `corrupt`); one line of ms per request."""
+    headers = events.headers
+    if corrupt:
+        headers = [{**h, "X-Razorpay-Signature": "0" * 64} for h in headers]
+    meter = CpuMeter(sessions)
+    meter.start()
+    phase = client.run(url, events.bodies, expect=expect, headers=headers)
+    meter.stop()
+    k = max(phase.ok, 1)
+    cpu = "  ".join(f"{name} {used * 1000 / k:.2f}" for name, used in meter.used_s.items() if used > 0)
+    failed = f" ({phase.sent - phase.ok} failed)" if phase.ok < phase.sent else ""
+    return (f"  {label:<44}{phase.rate:>8.0f}/s p50 {phase.percentile(50):.1f} p99 {phase.percentile(99):.1f} ms"
+            f"{failed}  CPU ms/request: {cpu}  [others on the machine: {meter.others_s / meter.wall_s:.2f} cores]")
+
+
 def breakdown(*, database: Database, cfg: Settings, rng: random.Random, sessions: dict[str, int],
-              n: int = 1000, threads: int = 8) -> list[str]:
-    """The parts of one ingest, each in a loop from this process, no HTTP and no worker running.
+              client: Client, url: str, n: int = 1000, threads: int = 8) -> list[str]:
+    """The parts of one ingest on their own: through the API with less and less of the view's work,
+    then each part in a loop from this process (no HTTP).
 
     Run after the phase with the webhooks worker stopped; the messages it
     publishes are purged after.
@@ -263,7 +281,14 @@ def breakdown(*, database: Database, cfg: Settings, rng: random.Random, sessions
     secret = cfg.razorpay_webhook_secret
     secrets = (secret, cfg.razorpay_webhook_secret_previous)
     taken: set[str] = set()
-    lines = [f"breakdown: {n} calls each, from the bench process (its CPU is 'load generator'), worker stopped"]
+    lines = [f"breakdown, worker stopped: {n} requests each through the API at concurrency {len(client.sessions)}"]
+    ev = make_events(n, rng, secret, taken)
+    lines.append(_timed_http("new events (verify, store, enqueue)", client, url, ev, sessions, expect=200))
+    lines.append(_timed_http("the same again (verify, store finds duplicate)", client, url, ev, sessions,
+                             expect=200))
+    lines.append(_timed_http("bad signature (HTTP + Flask + HMAC, 400)", client, url, ev, sessions, expect=400,
+                             corrupt=True))
+    lines.append(f"breakdown: {n} calls each, from the bench process (its CPU is 'load generator'), no HTTP")
 
     ev = make_events(n, rng, secret, taken)
     sigs = [h["X-Razorpay-Signature"] for h in ev.headers]
