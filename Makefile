@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run stop test test-unit test-e2e lint fmt seed db-indexes audit-verify bench lock clean
+.PHONY: help install run stop test test-unit test-e2e lint fmt seed db-indexes audit-verify health dead-letters chaos bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,15 @@ db-indexes: install ## create the indexes the code relies on in MONGO_URL (idemp
 
 audit-verify: install ## walk the audit hash chain in MONGO_URL; exit 1 at the first break
 	$(PY) -m kirana.audit verify
+
+health: install ## each pool: live workers, queue length, last progress (exit 1 if one is down or stalled)
+	$(PY) -m workers health
+
+dead-letters: install ## list open dead letters (python -m tasks.dead_letters --help for replay/discard)
+	$(PY) -m tasks.dead_letters list --status open
+
+chaos: install ## the chaos suite: kill workers, restart Redis, stop MongoDB, poison messages, under load
+	$(PY) -m pytest tests/chaos -m chaos -v
 
 bench: install ## accept rate and latency of POST /api/v1/orders beside a bare apply_async route
 	$(PY) -m bench $(BENCH_ARGS)

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import audit, auth, health, orders, payments, problems, products, security, users, webhooks
+from api import (
+    audit,
+    auth,
+    dead_letters,
+    health,
+    metrics,
+    orders,
+    payments,
+    problems,
+    products,
+    security,
+    users,
+    webhooks,
+)
 from kirana.config import settings
 
 
@@ -24,4 +37,6 @@ def create_app() -> Flask:
     app.register_blueprint(audit.bp)
     app.register_blueprint(payments.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(dead_letters.bp)
+    app.register_blueprint(metrics.bp)
     return app

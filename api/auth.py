@@ -12,6 +12,7 @@ from kirana.accounts import User
 from kirana.config import settings
 from kirana.permissions import TWO_FACTOR_REQUIRED
 from tasks import audit as audit_task
+from tasks import reliability
 from tasks.notifications import deliver
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
@@ -236,6 +237,6 @@ def sms_code() -> tuple[Response, int]:
     notification_id = notifications.queue(database, user_id=user.id, channel="sms", to=user.phone,
                                           template="login_otp",
                                           params={"code": code, "minutes": cfg.sms_otp_ttl_s // 60})
-    deliver.apply_async(args=[notification_id])
+    reliability.enqueue(deliver, [notification_id])
     _audit("2fa.sms_code_sent", actor=user.id)
     return jsonify({"status": "sent", "expires_in": cfg.sms_otp_ttl_s}), 202

@@ -12,7 +12,11 @@ from api.problems import Problem
 from api.security import public
 from kirana import db, liveness, redis_conn
 from kirana.config import settings
+from tasks.queues import DELIVERY
 from workers.pools import POOLS
+
+# A pool with queued work and no finished task for longer than its longest task is stuck.
+STALL_AFTER_S = {queue.value: float(d.visibility_timeout_s) for queue, d in DELIVERY.items()}
 
 bp = Blueprint("health", __name__)
 
@@ -38,11 +42,16 @@ def readyz() -> Response:
         r = redis_conn.client()
         r.ping()
         checks["redis"] = "ok"
-        alive = liveness.alive(r, [p.name for p in POOLS], settings().worker_alive_window_s)
-        checks["pools"] = alive
-        silent = [pool for pool, n in alive.items() if n == 0]
+        health = liveness.pool_health(r, [p.name for p in POOLS], alive_window_s=settings().worker_alive_window_s,
+                                      stall_after_s=STALL_AFTER_S)
+        checks["pools"] = {pool: report["workers"] for pool, report in health.items()}
+        checks["pool_health"] = health
+        silent = [pool for pool, report in health.items() if report["verdict"] == "down"]
+        stalled = [pool for pool, report in health.items() if report["verdict"] == "stalled"]
         if silent:
             reasons.append(f"no live worker in pool(s): {', '.join(silent)}")
+        if stalled:
+            reasons.append(f"pool(s) up but not consuming: {', '.join(stalled)}")
     except redis.exceptions.RedisError as exc:
         checks["redis"] = f"down: {type(exc).__name__}"
         reasons.append("redis does not answer")

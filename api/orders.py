@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import kombu.exceptions
-import redis.exceptions
+import pymongo.errors
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from api import schemas
@@ -14,12 +13,11 @@ from kirana.config import settings
 from kirana.permissions import can_see_order
 from tasks import audit as audit_task
 from tasks import payments as payment_tasks
+from tasks import reliability
 from tasks.base import publish_order_update
 from tasks.orders import process
 
 bp = Blueprint("orders", __name__, url_prefix="/api/v1/orders")
-
-_BROKER_DOWN = (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 @bp.post("")
@@ -31,11 +29,12 @@ def submit() -> Response:
     order, created = orders.place(database, new, idempotency_key=key, publish=publish_order_update)
     if created:
         try:
-            process.apply_async(args=[order["_id"]])
-        except _BROKER_DOWN as exc:
-            # Undo the write so the client's retry starts clean.
+            # With the broker down the work waits in the outbox; the answer is 202 all the same.
+            reliability.enqueue(process, [order["_id"]])
+        except pymongo.errors.PyMongoError as exc:
+            # Neither broker nor outbox took it: undo the write so the client's retry starts clean.
             orders.withdraw(database, order["_id"])
-            raise unavailable("redis", exc) from exc
+            raise unavailable("mongodb", exc) from exc
     resp = jsonify(orders.view(order, orders.events(database, order["_id"])))
     resp.status_code = 202
     resp.headers["Location"] = url_for("orders.show", order_id=order["_id"])
@@ -68,7 +67,7 @@ def cancel(order_id: str) -> tuple[Response, int]:
     except payments.CannotCancel as exc:
         raise Problem(409, "cannot-cancel", "The order cannot be cancelled now", str(exc)) from None
     if done.refund_payment_id:
-        payment_tasks.refund.delay(done.refund_payment_id)
+        reliability.enqueue(payment_tasks.refund, [done.refund_payment_id])
     audit_task.send(audit.new_event("order.cancelled", actor=me.user_id, target=order_id,
                                     detail={"status": done.status, "refund_payment_id": done.refund_payment_id},
                                     ip=client_address()))
@@ -87,5 +86,5 @@ def retry_payment(order_id: str) -> tuple[Response, int]:
     if attempt is None:
         raise Problem(409, "cannot-retry-payment", "No payment to retry",
                       f"only an order whose payment failed can be paid again; this one is {order['status']}")
-    payment_tasks.create_order.delay(order_id, attempt)
+    reliability.enqueue(payment_tasks.create_order, [order_id, attempt])
     return jsonify(orders.view(orders.get(database, order_id), orders.events(database, order_id))), 202

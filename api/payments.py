@@ -9,6 +9,7 @@ from api.problems import Problem, unavailable
 from api.security import principal, requires
 from kirana import db, gateway, payments
 from kirana.config import settings
+from tasks import reliability
 from tasks.payments import capture
 
 bp = Blueprint("payments", __name__, url_prefix="/api/v1")
@@ -28,7 +29,7 @@ def verify() -> tuple[Response, int]:
         raise Problem(404, "not-found", "Not Found", "no payment of yours for this Razorpay order")
     payments.record_checkout(database, body.razorpay_order_id, body.razorpay_payment_id)
     # The webhook would trigger the capture too; whichever comes first captures, once.
-    capture.delay(attempt["_id"])
+    reliability.enqueue(capture, [attempt["_id"]])
     return jsonify({"order_id": attempt["order_id"], "payment_id": attempt["_id"], "status": "verified"}), 202
 
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-
-import kombu.exceptions
-import redis.exceptions
 from flask import Blueprint, Response, jsonify, request
 
 from api.problems import Problem
 from api.security import public
 from kirana import db, gateway, webhooks
 from kirana.config import settings
+from tasks import reliability
 from tasks.webhooks import handle
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -33,8 +30,7 @@ def razorpay() -> Response:
     except webhooks.BadEvent as exc:
         raise Problem(400, "invalid-event", "Invalid webhook event", str(exc)) from None
     if new:
-        # If the broker is down the event is stored already, and the reconcile
-        # job enqueues events left unhandled: acknowledge it either way.
-        with contextlib.suppress(kombu.exceptions.OperationalError, redis.exceptions.RedisError):
-            handle.delay(event_id)
+        # With the broker down the handling waits in the outbox (and the reconcile
+        # job re-enqueues events left unhandled): acknowledge either way.
+        reliability.enqueue(handle, [event_id])
     return jsonify({"status": "accepted" if new else "duplicate", "event_id": event_id})

@@ -72,6 +72,8 @@ class Settings:
     retry_backoff_max_s: int = 600
     task_max_retries: int = 8
 
+    # A message delivered more often than this without finishing is dead-lettered.
+    redelivery_cap: int = 5
     worker_heartbeat_s: float = 5.0
     # /readyz wants every pool seen alive within this many seconds.
     worker_alive_window_s: float = 20.0
@@ -128,6 +130,7 @@ class Settings:
             visibility_timeout_s=_int("VISIBILITY_TIMEOUT_S", cls.visibility_timeout_s),
             retry_backoff_max_s=_int("RETRY_BACKOFF_MAX_S", cls.retry_backoff_max_s),
             task_max_retries=_int("TASK_MAX_RETRIES", cls.task_max_retries),
+            redelivery_cap=_int("REDELIVERY_CAP", cls.redelivery_cap),
             worker_heartbeat_s=_float("WORKER_HEARTBEAT_S", cls.worker_heartbeat_s),
             worker_alive_window_s=_float("WORKER_ALIVE_WINDOW_S", cls.worker_alive_window_s),
             stuck_order_after_s=_int("STUCK_ORDER_AFTER_S", cls.stuck_order_after_s),
@@ -175,6 +178,7 @@ ENV_NAMES: dict[str, str] = {
     "visibility_timeout_s": "VISIBILITY_TIMEOUT_S",
     "retry_backoff_max_s": "RETRY_BACKOFF_MAX_S",
     "task_max_retries": "TASK_MAX_RETRIES",
+    "redelivery_cap": "REDELIVERY_CAP",
     "worker_heartbeat_s": "WORKER_HEARTBEAT_S",
     "worker_alive_window_s": "WORKER_ALIVE_WINDOW_S",
     "stuck_order_after_s": "STUCK_ORDER_AFTER_S",

@@ -46,6 +46,18 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     ("audit_log", [("actor", 1), ("seq", 1)], {}),
     ("audit_log", [("action", 1), ("seq", 1)], {}),
     ("audit_log", [("at_ms", 1)], {}),
+    # Payments (kirana.payments, kirana.webhooks).
+    (ORDERS, [("status", 1), ("pay_by_ms", 1)], {}),
+    ("payments", [("razorpay_order_id", 1)], {}),
+    ("payments", [("razorpay_payment_id", 1)], {}),
+    ("payments", [("status", 1), ("created_at_ms", 1)], {}),
+    ("webhook_events", [("status", 1), ("received_at_ms", 1)], {}),
+    # Reliability (kirana.outbox, kirana.dead_letters).
+    ("outbox", [("status", 1), ("due_at_ms", 1)], {}),
+    ("outbox", [("order_id", 1)], {}),
+    ("dead_letters", [("status", 1), ("last_failed_at_ms", 1)], {}),
+    ("dead_letters", [("task", 1), ("last_failed_at_ms", 1)], {}),
+    ("dead_letters", [("order_id", 1)], {}),
 ]
 
 

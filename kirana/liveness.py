@@ -42,3 +42,46 @@ def alive(r: redis.Redis, pools: Iterable[str], window_s: float) -> dict[str, in
     for pool in names:
         pipe.zcount(KEY.format(pool=pool), since, "+inf")
     return dict(zip(names, (int(n) for n in pipe.execute()), strict=True))
+
+
+PROGRESS = "kirana:progress:{pool}"
+
+
+def progressed(r: redis.Redis, worker_name: str, *, at_ms: int | None = None) -> None:
+    """A worker of the pool finished a task (called from the process that ran it)."""
+    key = PROGRESS.format(pool=pool_of(worker_name))
+    pipe = r.pipeline(transaction=False)
+    pipe.hset(key, worker_name, at_ms if at_ms is not None else now_ms())
+    pipe.expire(key, 86_400)
+    pipe.execute()
+
+
+def pool_health(r: redis.Redis, pools: Iterable[str], *, alive_window_s: float,
+                stall_after_s: dict[str, float]) -> dict[str, dict[str, object]]:
+    """Per pool: live workers, queue length, age of the last finished task, and a verdict.
+
+    A pool is "stalled" when its queue has work and no worker of it finished a
+    task for longer than its stall window (its longest task): up, but not consuming.
+    """
+    names = list(pools)
+    alive_now = alive(r, names, alive_window_s)
+    pipe = r.pipeline(transaction=False)
+    for pool in names:
+        pipe.llen(pool)
+        pipe.hvals(PROGRESS.format(pool=pool))
+    answers = pipe.execute()
+    now = now_ms()
+    report: dict[str, dict[str, object]] = {}
+    for i, pool in enumerate(names):
+        queued = int(answers[2 * i])
+        last = max((int(v) for v in answers[2 * i + 1]), default=None)
+        idle_s = None if last is None else round((now - last) / 1000, 1)
+        if alive_now[pool] == 0:
+            verdict = "down"
+        elif queued and (idle_s is None or idle_s > stall_after_s.get(pool, 60)):
+            verdict = "stalled"
+        else:
+            verdict = "ok"
+        report[pool] = {"workers": alive_now[pool], "queued": queued, "last_progress_s_ago": idle_s,
+                        "verdict": verdict}
+    return report

@@ -36,6 +36,7 @@ MATRIX: Mapping[str, frozenset[Role]] = {
     "products:read": EVERYONE,
     "account:self": EVERYONE,  # own session, password and two-factor
     "audit:read": frozenset({Role.OPS, Role.ADMIN}),
+    "dead_letters:manage": frozenset({Role.OPS, Role.ADMIN}),
     "users:manage": frozenset({Role.ADMIN}),
 }
 

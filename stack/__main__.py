@@ -23,7 +23,7 @@ from honcho.manager import Manager
 
 from kirana.config import Settings, settings
 from stack import servers
-from stack.commands import api_command, flower_command, sandbox_command, sandbox_env
+from stack.commands import api_command, flower_command, outbox_relay_command, sandbox_command, sandbox_env
 from workers.pools import POOLS, beat_command, worker_command
 
 # Off the standard ports, so the private servers never meet the machine's own.
@@ -104,6 +104,7 @@ def run() -> int:
     manager.add_process("api", "exec " + shlex.join(api_command(cfg)), env=env)
     for pool in POOLS:
         manager.add_process(pool.name, "exec " + shlex.join(worker_command(pool)), env=env)
+    manager.add_process("outbox", "exec " + shlex.join(outbox_relay_command()), env=env)
     manager.add_process("beat", "exec " + shlex.join(beat_command(str(run_dir / "celerybeat-schedule"))), env=env)
     manager.add_process("flower", "exec " + shlex.join(flower_command(cfg)), env=env)
 

@@ -44,3 +44,7 @@ def sandbox_env(cfg: Settings) -> dict[str, str]:
     """The sandbox must hold the same keys as the code that calls it."""
     return {"RAZORPAY_KEY_ID": cfg.razorpay_key_id, "RAZORPAY_KEY_SECRET": cfg.razorpay_key_secret,
             "RAZORPAY_WEBHOOK_SECRET": cfg.razorpay_webhook_secret}
+
+
+def outbox_relay_command() -> list[str]:
+    return [sys.executable, "-m", "tasks.outbox_relay"]

@@ -6,19 +6,26 @@ Workers start with ``celery -A tasks.app worker -Q <queue> -n <pool>@%h``
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from celery.signals import celeryd_init
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
 from beat_schedules import SCHEDULE
 from kirana.config import settings
-from tasks.queues import ROUTES, Queue
+from tasks.queues import ROUTES, Queue, transport_options
 
 # Task modules, imported explicitly so a worker registers every task the
 # routes and the schedule name (tests/unit/test_celery_config.py checks it).
 TASK_MODULES = [
     "tasks.orders", "tasks.payments", "tasks.webhooks", "tasks.notifications", "tasks.audit", "tasks.heartbeat",
+    "tasks.reliability", "tasks.dead_letters",
 ]
+
+
+SOFT_SHUTDOWN_S = 20
 
 
 def make_celery() -> Celery:
@@ -61,6 +68,9 @@ def make_celery() -> Celery:
         # Defaults for tasks that set none; each task sets its own.
         task_soft_time_limit=60,
         task_time_limit=90,
+        # SIGTERM: let running tasks finish for this long (compose's
+        # stop_grace_period is longer), then requeue what is left.
+        worker_soft_shutdown_timeout=SOFT_SHUTDOWN_S,
         # Events for Flower and celery-exporter.
         worker_send_task_events=True,
         task_send_sent_event=True,
@@ -73,3 +83,11 @@ def make_celery() -> Celery:
 
 
 app = make_celery()
+
+
+@celeryd_init.connect
+def per_pool_delivery(sender: str | None = None, conf: Any = None, **_: Any) -> None:
+    """A worker named ``<pool>@host`` takes its queue's redelivery settings (tasks/queues.py)."""
+    pool = (sender or "").split("@", 1)[0]
+    if conf is not None and pool in {q.value for q in Queue}:
+        conf.broker_transport_options = transport_options(Queue(pool), socket_timeout_s=settings().redis_timeout_s)

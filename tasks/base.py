@@ -1,15 +1,30 @@
-"""The base task: retries for transient failures only, with backoff and jitter."""
+"""The base task: retries for transient failures only, a redelivery cap, dead letters.
+
+- Retries: only for `TRANSIENT` errors, with exponential backoff and jitter,
+  capped below the queue's visibility timeout (a long countdown would be
+  held as an ETA and redelivered early); past `max_retries` the task fails.
+- Redelivery cap: every delivery of a message is counted in Redis (per task
+  id and retry number). A message that keeps coming back because its worker
+  dies is dead-lettered instead of run again once the count passes the cap.
+- A task that fails for good is recorded as a dead letter (tasks/reliability.py).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
+from typing import Any
 
 import celery
 import pymongo.errors
 import redis.exceptions
 
-from kirana import redis_conn
+from kirana import dead_letters, redis_conn
 from kirana.config import settings
+from tasks.queues import DELIVERY, queue_of
+
+log = logging.getLogger(__name__)
 
 # Failures that go away by themselves: a database or broker that is briefly
 # unreachable. Anything else is a bug or bad data and retrying would not help.
@@ -25,11 +40,42 @@ class KiranaTask(celery.Task):
     abstract = True
     autoretry_for = TRANSIENT
     retry_backoff = 2
-    retry_backoff_max = settings().retry_backoff_max_s
     retry_jitter = True
     max_retries = settings().task_max_retries
     # Results are never read; see tasks.app.
     ignore_result = True
+
+    @property
+    def retry_backoff_max(self) -> int:
+        """Capped by the queue: a retry waits as an ETA, and must not outlast the visibility timeout."""
+        queue = queue_of(self.name or "")
+        cap = DELIVERY[queue].max_countdown_s if queue else 60
+        return min(settings().retry_backoff_max_s, cap)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        if not request.called_directly and not request.is_eager and request.id:
+            deliveries = _count_delivery(request.id, request.retries or 0)
+            if deliveries > settings().redelivery_cap:
+                from tasks.reliability import dead_letter
+
+                dead_letter(self, request.id, args, kwargs, exc_type="RedeliveryCapExceeded",
+                            message=f"delivered {deliveries} times without finishing (cap "
+                                    f"{settings().redelivery_cap}): its worker keeps dying",
+                            traceback="", reason="redelivery_cap")
+                return "dead-lettered"
+        return super().__call__(*args, **kwargs)
+
+
+def _count_delivery(task_id: str, retries: int) -> int:
+    key = f"kirana:deliveries:{task_id}:{retries}"
+    try:
+        pipe = redis_conn.client().pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 86_400)
+        return int(pipe.execute()[0])
+    except redis.exceptions.RedisError:
+        return 0  # no count without Redis; the task itself will meet the same outage
 
 
 def publish_order_update(order_id: str, message: dict[str, object]) -> None:
@@ -38,7 +84,8 @@ def publish_order_update(order_id: str, message: dict[str, object]) -> None:
     Best effort by design: the event is already stored, and an app that
     missed the message reads the order again.
     """
-    import json
-
     with contextlib.suppress(redis.exceptions.RedisError):
         redis_conn.client().publish(f"kirana:order:{order_id}", json.dumps(message))
+
+
+__all__ = ["TRANSIENT", "KiranaTask", "dead_letters", "publish_order_update"]

@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 import redis.exceptions
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_postrun, worker_ready, worker_shutdown
 
 from kirana import liveness, redis_conn
 from kirana.config import settings
@@ -40,3 +40,13 @@ def stop_heartbeat(**_: Any) -> None:
     for worker_name in _name:
         with contextlib.suppress(redis.exceptions.RedisError):
             liveness.depart(redis_conn.client(), worker_name)
+
+
+@task_postrun.connect
+def note_progress(sender: Any = None, **_: Any) -> None:
+    """The pool did some work: /readyz tells an idle pool from a stuck one by this."""
+    hostname = getattr(getattr(sender, "request", None), "hostname", None)
+    if not hostname:
+        return
+    with contextlib.suppress(redis.exceptions.RedisError):
+        liveness.progressed(redis_conn.client(), hostname)

@@ -10,6 +10,7 @@ from kirana.config import settings
 from tasks import payments as payment_tasks
 from tasks.app import app
 from tasks.base import KiranaTask, publish_order_update
+from tasks.reliability import run_once
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ def process(order_id: str) -> str:
     return outcome.status
 
 
-@app.task(name="orders.requeue_stuck", base=KiranaTask, soft_time_limit=50, time_limit=60)
+@app.task(name="orders.requeue_stuck", base=KiranaTask, soft_time_limit=20, time_limit=30)
+@run_once("orders.requeue_stuck", ttl_s=90)
 def requeue_stuck(rounds_left: int = 10) -> int:
     older_than = now_ms() - settings().stuck_order_after_s * 1000
     stuck = orders.stuck(db.database(), older_than, SWEEP_BATCH)

@@ -8,6 +8,7 @@ from kirana.config import settings
 from kirana.gateway import GatewayUnavailable, Razorpay
 from tasks.app import app
 from tasks.base import TRANSIENT, KiranaTask, publish_order_update
+from tasks.reliability import run_once
 
 # Above the gateway timeout, so a live capture never loses its lease.
 CAPTURE_LEASE_MS = 30_000
@@ -46,6 +47,7 @@ def refund(payment_id: str) -> str:
 
 
 @app.task(name="payments.reconcile", base=PaymentTask, soft_time_limit=50, time_limit=60)
+@run_once("payments.reconcile", ttl_s=90)
 def reconcile() -> dict[str, int]:
     """Drive forward what webhooks should have: Razorpay says webhooks can be late or lost."""
     database = db.database()
@@ -65,5 +67,6 @@ def reconcile() -> dict[str, int]:
 
 
 @app.task(name="payments.expire_unpaid", base=PaymentTask, soft_time_limit=50, time_limit=60)
+@run_once("payments.expire_unpaid", ttl_s=90)
 def expire_unpaid() -> int:
     return len(payments.expire_unpaid(db.database(), limit=SWEEP_BATCH, publish=publish_order_update))

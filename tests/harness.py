@@ -17,7 +17,7 @@ from kirana import two_factor as two_factor_mod
 from kirana.config import Settings
 from kirana.permissions import TWO_FACTOR_REQUIRED, Role
 from stack import servers
-from stack.commands import api_command, sandbox_command, sandbox_env
+from stack.commands import api_command, outbox_relay_command, sandbox_command, sandbox_env
 from workers.pools import POOLS, worker_command
 
 TERMINAL = {"confirmed", "rejected"}
@@ -37,6 +37,7 @@ class Stack:
         self.api = api_server(run_dir, cfg)
         self.base_url = f"http://127.0.0.1:{self.api.port}"
         self.workers: dict[str, servers.Server] = {}
+        self.relay: servers.Server | None = None
         self.sandbox = Sandbox(cfg.razorpay_base_url)
         self.sandbox_server = servers.Server(
             "razorpay-sandbox", sandbox_command(cfg, webhook_url=f"{self.base_url}/webhooks/razorpay"),
@@ -64,6 +65,9 @@ class Stack:
         self.api.start()
         for pool in POOLS:
             self.start_worker(pool.name)
+        self.relay = servers.Server("outbox-relay", outbox_relay_command(), None,
+                                    env=servers.process_env(self.cfg.redis_url, self.cfg.mongo_url),
+                                    log=self.run_dir / "outbox-relay.log").start()
         try:
             servers.wait_http(f"{self.base_url}/readyz", timeout=90)
         except TimeoutError:
@@ -73,9 +77,10 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         # Signal them all first: a warm shutdown each, in parallel.
-        for server in [*self.workers.values(), self.api, self.sandbox_server]:
+        servers_ = [*self.workers.values(), self.api, self.sandbox_server, *([self.relay] if self.relay else [])]
+        for server in servers_:
             server.signal(signal.SIGTERM)
-        for server in [*self.workers.values(), self.api, self.sandbox_server]:
+        for server in servers_:
             server.stop()
 
     # --- users of the API ----------------------------------------------------------------

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from kirana import db as collections
+from kirana import outbox
 from stack import servers
 from tests.harness import api_server
 
@@ -20,7 +20,8 @@ def _order() -> dict:
             "items": [{"sku": "AASHIRVAAD-ATTA-5KG", "qty": 1}]}
 
 
-def test_with_redis_down_an_order_is_refused_503_and_not_stored(stack, customer) -> None:  # type: ignore[no-untyped-def]
+def test_with_redis_down_an_order_is_accepted_through_the_outbox_and_completed(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    # Given an API whose broker is gone (the relay and workers still reach the real one).
     dead = servers.free_port()
     with api_server(stack.run_dir, stack.cfg, "api-noredis", REDIS_URL=f"redis://127.0.0.1:{dead}/0",
                     REDIS_TIMEOUT_S="0.5") as api:
@@ -30,11 +31,14 @@ def test_with_redis_down_an_order_is_refused_503_and_not_stored(stack, customer)
         took = time.monotonic() - started
         ready = requests.get(f"http://127.0.0.1:{api.port}/readyz", timeout=30)
 
-    assert resp.status_code == 503, resp.text
-    assert resp.headers["Content-Type"] == "application/problem+json"
-    assert resp.json()["dependency"] == "redis"
-    assert took < 15, f"took {took:.1f}s to give up"
-    assert stack.db[collections.ORDERS].count_documents({"customer_id": customer.user_id}) == 0
+    # Then the order is accepted all the same, parked in the outbox, and completed by the relay.
+    assert resp.status_code == 202, resp.text
+    assert took < 15, f"took {took:.1f}s to fall back to the outbox"
+    order_id = resp.json()["id"]
+    entry = stack.db[outbox.OUTBOX].find_one({"order_id": order_id})
+    assert entry is not None and entry["task"] == "orders.process"
+    assert customer.wait_terminal(order_id)["status"] == "confirmed"
+    assert stack.db[outbox.OUTBOX].find_one({"_id": entry["_id"]})["status"] == "sent"
     assert ready.status_code == 503 and "redis" in ready.json()["detail"]
 
 

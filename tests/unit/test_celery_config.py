@@ -6,7 +6,7 @@ import fnmatch
 
 from beat_schedules import SCHEDULE
 from tasks.app import app
-from tasks.queues import ROUTES, Queue
+from tasks.queues import DELIVERY, ROUTES, Queue, queue_of, transport_options
 from workers.pools import POOLS
 
 
@@ -66,12 +66,21 @@ def test_messages_survive_a_dying_worker_and_are_json() -> None:
     assert conf.task_create_missing_queues is False
 
 
-def test_visibility_timeout_outlasts_the_longest_task_and_retry_countdown() -> None:
-    app.loader.import_default_modules()
-    visibility = app.conf.broker_transport_options["visibility_timeout"]
-    longest = max(task.time_limit or app.conf.task_time_limit for task in _ours().values())
-    assert visibility > longest
-    assert all(visibility > getattr(task, "retry_backoff_max", 0) for task in _ours().values())
+def test_each_queues_visibility_timeout_outlasts_its_tasks_and_their_retry_countdowns() -> None:
+    for name, task in _ours().items():
+        queue = queue_of(name)
+        assert queue is not None, name
+        visibility = DELIVERY[queue].visibility_timeout_s
+        assert visibility > (task.time_limit or app.conf.task_time_limit), name
+        assert visibility > task.retry_backoff_max + (task.time_limit or 0), name
+
+
+def test_a_worker_of_a_pool_takes_its_queues_own_unacked_keys() -> None:
+    orders = transport_options(Queue.ORDERS, socket_timeout_s=1)
+    backups = transport_options(Queue.BACKUPS, socket_timeout_s=1)
+    assert orders["unacked_index_key"] != backups["unacked_index_key"]
+    assert orders["visibility_timeout"] < backups["visibility_timeout"]
+    assert orders["unacked_restore_throttle"] == 1
 
 
 def test_transient_errors_only_are_retried_with_backoff_and_jitter() -> None:

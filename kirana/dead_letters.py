@@ -1,0 +1,134 @@
+"""Dead letters: work that gave up, kept for ops to look at, replay or discard.
+
+A task that exhausts its retries, fails with an error retrying would not
+fix, or keeps killing its worker lands here with everything needed to run it
+again. Nothing is ever deleted: a discarded letter is only marked so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from kirana.clock import now_ms, utcnow
+from kirana.ids import new_id
+
+DEAD_LETTERS = "dead_letters"
+
+OPEN, REPLAYED, DISCARDED = "open", "replayed", "discarded"
+
+_ORDER_ID = re.compile(r"^(ord_[0-9A-Z]{26})(?::p\d+)?$")
+
+
+class NotFound(Exception):
+    pass
+
+
+class AlreadyClosed(Exception):
+    def __init__(self, letter_id: str, status: str) -> None:
+        super().__init__(f"dead letter {letter_id} is {status}")
+        self.status = status
+
+
+def concerns(args: Sequence[Any]) -> dict[str, str]:
+    """The order and payment a task's arguments name, if any."""
+    found: dict[str, str] = {}
+    for arg in args:
+        if isinstance(arg, str) and (match := _ORDER_ID.match(arg)):
+            found.setdefault("order_id", match.group(1))
+            if ":p" in arg:
+                found.setdefault("payment_id", arg)
+    return found
+
+
+def record(db: Database, *, task_id: str, task: str, args: Sequence[Any], kwargs: Mapping[str, Any],
+           queue: str | None, exc_type: str, message: str, traceback: str, attempts: int,
+           reason: str) -> dict[str, Any]:
+    """Record a failure of `task_id`; a second failure of the same task id updates the letter."""
+    now = now_ms()
+    letter_id = f"dl_{task_id}"
+    fields = {
+        "task": task, "args": list(args), "kwargs": dict(kwargs), "queue": queue, "exc_type": exc_type,
+        "message": message[:2000], "traceback": traceback[-20_000:], "attempts": attempts, "reason": reason,
+        "last_failed_at_ms": now, **concerns(args),
+    }
+    try:
+        db[DEAD_LETTERS].insert_one({"_id": letter_id, "task_id": task_id, "status": OPEN,
+                                     "first_failed_at_ms": now, "created_at": utcnow(), **fields})
+    except DuplicateKeyError:
+        db[DEAD_LETTERS].update_one({"_id": letter_id}, {"$set": fields})
+    return get(db, letter_id)
+
+
+def get(db: Database, letter_id: str) -> dict[str, Any]:
+    found = db[DEAD_LETTERS].find_one({"_id": letter_id})
+    if found is None:
+        raise NotFound(letter_id)
+    return found
+
+
+def view(letter: Mapping[str, Any], *, full: bool = False) -> dict[str, Any]:
+    shown = {k: v for k, v in letter.items() if k not in {"_id", "created_at", "traceback"}}
+    shown["id"] = letter["_id"]
+    if full:
+        shown["traceback"] = letter.get("traceback")
+    return shown
+
+
+def query(db: Database, *, task: str | None = None, status: str | None = None, order_id: str | None = None,
+          limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    filters: dict[str, Any] = {}
+    if task:
+        filters["task"] = task
+    if status:
+        filters["status"] = status
+    if order_id:
+        filters["order_id"] = order_id
+    found = db[DEAD_LETTERS].find(filters).sort("last_failed_at_ms", -1).skip(offset).limit(limit)
+    return [view(letter) for letter in found], db[DEAD_LETTERS].count_documents(filters)
+
+
+def mark_replayed(db: Database, letter_id: str, *, new_task_id: str, by: str | None) -> dict[str, Any]:
+    """Close an open letter as replayed under `new_task_id` (the caller enqueues it)."""
+    closed = db[DEAD_LETTERS].find_one_and_update(
+        {"_id": letter_id, "status": OPEN},
+        {"$set": {"status": REPLAYED, "replayed_as": new_task_id, "replayed_by": by, "replayed_at_ms": now_ms()}},
+        return_document=ReturnDocument.AFTER,
+    )
+    if closed is None:
+        raise AlreadyClosed(letter_id, get(db, letter_id)["status"])
+    return closed
+
+
+def reopen(db: Database, letter_id: str) -> None:
+    """Undo mark_replayed when the enqueue itself failed."""
+    db[DEAD_LETTERS].update_one({"_id": letter_id, "status": REPLAYED}, {"$set": {"status": OPEN},
+                                                                         "$unset": {"replayed_as": ""}})
+
+
+def discard(db: Database, letter_id: str, *, by: str | None) -> dict[str, Any]:
+    closed = db[DEAD_LETTERS].find_one_and_update(
+        {"_id": letter_id, "status": OPEN},
+        {"$set": {"status": DISCARDED, "discarded_by": by, "discarded_at_ms": now_ms()}},
+        return_document=ReturnDocument.AFTER,
+    )
+    if closed is None:
+        raise AlreadyClosed(letter_id, get(db, letter_id)["status"])
+    return closed
+
+
+def counts_by_task(db: Database) -> dict[str, int]:
+    """Dead letters ever recorded, per task (none is deleted, so this only grows)."""
+    counts: dict[str, int] = {}
+    for letter in db[DEAD_LETTERS].find({}, {"task": 1}):
+        counts[letter["task"]] = counts.get(letter["task"], 0) + 1
+    return counts
+
+
+def new_task_id() -> str:
+    return new_id("replay")

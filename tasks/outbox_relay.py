@@ -1,0 +1,67 @@
+"""The outbox relay: a small loop in its own process that sends due outbox entries.
+
+    python -m tasks.outbox_relay
+
+It is not a beat job on purpose: beat needs the broker to send anything, and
+the relay exists for when the broker was down. Entries go oldest first; an
+entry is marked sent only after the broker took it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+import pymongo.errors
+
+from kirana import db, outbox
+from tasks.app import app
+from tasks.reliability import BROKER_DOWN
+
+log = logging.getLogger("kirana.outbox")
+
+BATCH = 200
+
+
+def relay_once(limit: int = BATCH) -> int:
+    """Send what is due; returns how many were sent. Stops at the first broker failure."""
+    database = db.database()
+    sent = 0
+    for entry in outbox.due(database, limit=limit):
+        try:
+            result = app.send_task(entry["task"], args=entry["args"], kwargs=entry["kwargs"], queue=entry.get("queue"))
+        except BROKER_DOWN as exc:
+            outbox.note_failure(database, entry["_id"], f"{type(exc).__name__}: {exc}")
+            break
+        outbox.mark_sent(database, entry["_id"], result.id)
+        sent += 1
+    return sent
+
+
+def main(interval_s: float = 1.0) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+
+    def _stop(*_: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    log.info("outbox relay started")
+    while not stop.is_set():
+        try:
+            sent = relay_once()
+            if sent:
+                log.info("relayed %d outbox entries", sent)
+                continue  # maybe more are due
+        except pymongo.errors.PyMongoError as exc:
+            log.warning("outbox relay cannot read MongoDB: %s", exc)
+        stop.wait(interval_s)
+    log.info("outbox relay stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

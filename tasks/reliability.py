@@ -1,0 +1,106 @@
+"""Dead letters, replays, the outbox, and jobs that run once — the Celery side.
+
+The domain halves live in kirana.dead_letters, kirana.outbox and kirana.locks.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import celery
+import kombu.exceptions
+import redis.exceptions
+from celery.signals import task_failure
+
+from kirana import db, dead_letters, locks, outbox, redis_conn
+from tasks.app import app
+
+log = logging.getLogger(__name__)
+
+BROKER_DOWN = (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def dead_letter(task: celery.Task, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any], *,
+                exc_type: str, message: str, traceback: str, reason: str) -> None:
+    request = task.request
+    queue = (request.delivery_info or {}).get("routing_key") if request else None
+    letter = dead_letters.record(
+        db.database(), task_id=task_id, task=task.name, args=args, kwargs=kwargs, queue=queue,
+        exc_type=exc_type, message=message, traceback=traceback, attempts=(request.retries or 0) + 1,
+        reason=reason,
+    )
+    log.error("dead letter %s: %s%s failed for good (%s: %s)", letter["_id"], task.name, tuple(args), exc_type,
+              message)
+
+
+@task_failure.connect
+def _record_failure(sender: celery.Task | None = None, **signal: Any) -> None:
+    """Retries exhausted or a non-retryable error: keep the work for ops."""
+    task_id = signal.get("task_id")
+    if sender is None or task_id is None or not sender.name or sender.name.startswith("celery."):
+        return
+    exception = signal.get("exception")
+    try:
+        dead_letter(sender, task_id, signal.get("args") or (), signal.get("kwargs") or {},
+                    exc_type=type(exception).__name__, message=str(exception),
+                    traceback=str(signal.get("einfo") or ""), reason="failed")
+    except Exception:  # the failure is in the worker log either way; never mask it
+        log.exception("could not record the dead letter of %s", task_id)
+
+
+def replay(letter_id: str, *, by: str | None) -> dict[str, Any]:
+    """Re-enqueue a dead letter's task with its arguments under a new task id."""
+    database = db.database()
+    letter = dead_letters.get(database, letter_id)
+    new_id = dead_letters.new_task_id()
+    dead_letters.mark_replayed(database, letter_id, new_task_id=new_id, by=by)
+    try:
+        app.send_task(letter["task"], args=letter["args"], kwargs=letter["kwargs"], task_id=new_id,
+                      queue=letter.get("queue"))
+    except BROKER_DOWN:
+        dead_letters.reopen(database, letter_id)
+        raise
+    return dead_letters.get(database, letter_id)
+
+
+def enqueue(task: celery.Task, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> str:
+    """Enqueue after a write: to the broker, or to the outbox when the broker is down.
+
+    Returns "enqueued" or "outbox". A MongoDB failure writing the outbox entry
+    propagates: then the caller's write must be undone.
+    """
+    try:
+        task.apply_async(args=list(args), kwargs=dict(kwargs or {}))
+        return "enqueued"
+    except BROKER_DOWN as exc:
+        outbox.add(db.database(), task.name, args, kwargs, reason=f"broker_unavailable: {type(exc).__name__}")
+        return "outbox"
+
+
+def run_once(name: str, ttl_s: int) -> Callable[[F], F]:
+    """Skip this run when another run of the same job holds the lock; say so."""
+
+    def wrap(body: F) -> F:
+        @functools.wraps(body)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            r = redis_conn.client()
+            lock = locks.acquire(r, name, ttl_s)
+            if lock is None:
+                held_by = locks.holder(r, name)
+                log.warning("%s skipped: another run holds the lock (token %s)", name, held_by)
+                return {"skipped": f"{name} is already running (token {held_by})"}
+            try:
+                result = body(*args, **kwargs)
+                locks.record_run(db.database(), lock, "done")
+                return result
+            finally:
+                locks.release(r, lock)
+
+        return guarded  # type: ignore[return-value]
+
+    return wrap
