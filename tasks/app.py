@@ -6,6 +6,7 @@ Workers start with ``celery -A tasks.app worker -Q <queue> -n <pool>@%h``
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import Celery
@@ -30,7 +31,9 @@ SOFT_SHUTDOWN_S = 20
 
 def make_celery() -> Celery:
     cfg = settings()
-    app = Celery("kirana", include=TASK_MODULES)
+    # Extra task modules for a deployment or a test stack (the chaos suite's poison task).
+    extra = [m for m in os.environ.get("KIRANA_EXTRA_TASK_MODULES", "").split(",") if m]
+    app = Celery("kirana", include=[*TASK_MODULES, *extra])
     app.conf.update(
         broker_url=cfg.redis_url,
         # Order state lives in MongoDB; nobody reads task results, and a
