@@ -20,6 +20,7 @@ import string
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -173,6 +174,19 @@ def count(database: Database, query: dict[str, object] | None = None) -> int:
     return database[WEBHOOK_EVENTS].count_documents(query or {})
 
 
+def handled_outcomes(database: Database, settle_s: float = 10.0) -> tuple[int, dict[str, int]]:
+    """Events handled and their outcomes, from one scan; waits up to `settle_s` for the last writes to show
+    (nx-27017 may answer a write before another connection sees it)."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        docs = list(database[WEBHOOK_EVENTS].find({}, {"status": 1, "outcome": 1}))
+        statuses = Counter(doc.get("status") for doc in docs)
+        if not statuses.get("received") or time.monotonic() > deadline:
+            outcomes = Counter(str(doc["outcome"]) for doc in docs if "outcome" in doc)
+            return statuses.get("handled", 0), dict(outcomes.most_common())
+        time.sleep(0.2)
+
+
 def run_phase(*, url: str, client: Client, database: Database, r: object, cfg: Settings, rng: random.Random,
               n: int, warmup: int, consumed: bool, sessions: dict[str, int]) -> Result:
     """Warm up, then POST `n` events; check what was stored; re-post some. Drains or purges the queue after."""
@@ -208,8 +222,7 @@ def run_phase(*, url: str, client: Client, database: Database, r: object, cfg: S
         _log(f"webhooks: waiting (<= {DRAIN_TIMEOUT_S:.0f}s) for the worker to handle a backlog of {backlog}")
         if wait_drained(r):
             result.drained_after_s = time.monotonic() - ended
-        result.handled = count(database, {"status": "handled"})
-        result.outcomes = {"unknown_payment": count(database, {"outcome": "unknown_payment"})}
+        result.handled, result.outcomes = handled_outcomes(database)
     else:
         result.purged = purge(celery_app)
     return result
@@ -319,6 +332,8 @@ def breakdown(*, database: Database, cfg: Settings, rng: random.Random, sessions
         (lambda i=i: handle.delay(i)) for i in ev.ids], sessions))
     lines.append(_timed(f"handle.delay -> redis, {threads} threads", [
         (lambda i=i: handle.delay(i)) for i in ev.ids], sessions, threads=threads))
+    lines.append(_timed("webhooks.handle (task body, no Celery)", [
+        (lambda i=i: webhooks.handle(database, i)) for i in ev.ids], sessions))
 
     app = create_app()
     web = app.test_client()

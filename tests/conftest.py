@@ -42,6 +42,8 @@ os.environ["RAZORPAY_BASE_URL"] = f"http://127.0.0.1:{servers.free_port()}"
 os.environ["RAZORPAY_TIMEOUT_S"] = "1"
 os.environ["RAZORPAY_WEBHOOK_SECRET_PREVIOUS"] = "kirana-previous-webhook-secret-for-rotation"
 os.environ["PAYMENT_RECONCILE_AFTER_S"] = "1"
+# Few retries, so work that keeps failing reaches the dead letters within a test.
+os.environ["TASK_MAX_RETRIES"] = "3"
 
 from kirana import db  # noqa: E402  (after the environment is set)
 from kirana.config import settings  # noqa: E402
