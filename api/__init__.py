@@ -8,8 +8,11 @@ from api import (
     audit,
     auth,
     dead_letters,
+    deliveries,
     health,
+    live,
     metrics,
+    notifications,
     orders,
     payments,
     problems,
@@ -39,4 +42,8 @@ def create_app() -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(dead_letters.bp)
     app.register_blueprint(metrics.bp)
+    # /ws/orders/<id>: served by the gevent `ws` process (stack.commands.ws_command).
+    app.register_blueprint(live.bp)
+    app.register_blueprint(deliveries.bp)
+    app.register_blueprint(notifications.bp)
     return app

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+
 from flask import Blueprint, Response, jsonify, request
 
 from api import schemas
 from api.problems import Problem
 from api.security import client_address, principal, public, requires
-from kirana import accounts, audit, db, login_guard, notifications, redis_conn, tokens, two_factor
+from kirana import accounts, audit, db, login_guard, redis_conn, tokens, two_factor
 from kirana.accounts import User
 from kirana.config import settings
 from kirana.permissions import TWO_FACTOR_REQUIRED
 from tasks import audit as audit_task
-from tasks import reliability
-from tasks.notifications import deliver
+from tasks import notifications as notification_tasks
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
@@ -234,9 +235,8 @@ def sms_code() -> tuple[Response, int]:
                           f"try again in {exc.retry_after_s} s", retry_after_s=exc.retry_after_s)
         problem.headers = {"Retry-After": str(exc.retry_after_s)}
         raise problem from None
-    notification_id = notifications.queue(database, user_id=user.id, channel="sms", to=user.phone,
-                                          template="login_otp",
-                                          params={"code": code, "minutes": cfg.sms_otp_ttl_s // 60})
-    reliability.enqueue(deliver, [notification_id])
+    # A fresh key per code: each request is its own message.
+    notification_tasks.trigger(user.id, "login_otp", {"code": code, "minutes": cfg.sms_otp_ttl_s // 60},
+                               key=f"otp:{user.id}:{uuid.uuid4().hex}")
     _audit("2fa.sms_code_sent", actor=user.id)
     return jsonify({"status": "sent", "expires_in": cfg.sms_otp_ttl_s}), 202

@@ -12,6 +12,7 @@ from kirana import audit, db, orders, payments
 from kirana.config import settings
 from kirana.permissions import can_see_order
 from tasks import audit as audit_task
+from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
 from tasks import reliability
 from tasks.base import publish_order_update
@@ -35,6 +36,8 @@ def submit() -> Response:
             # Neither broker nor outbox took it: undo the write so the client's retry starts clean.
             orders.withdraw(database, order["_id"])
             raise unavailable("mongodb", exc) from exc
+        notification_tasks.trigger(order["customer_id"], "order_accepted", {"order_id": order["_id"]},
+                                   key=f"{order['_id']}:order_accepted:")
     resp = jsonify(orders.view(order, orders.events(database, order["_id"])))
     resp.status_code = 202
     resp.headers["Location"] = url_for("orders.show", order_id=order["_id"])

@@ -1,4 +1,5 @@
-"""`python -m bench [--only orders|webhooks|all] [--orders N] [--webhooks N] [--concurrency C] [--warmup W]`.
+"""`python -m bench [--only orders|webhooks|sockets|all] [--orders N] [--webhooks N] [--sockets N]
+[--concurrency C] [--warmup W]`.
 
 What `make bench` runs (BENCH_ARGS="--only webhooks" passes flags).
 """
@@ -39,10 +40,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and submit->confirmed latency; then accepted events/s and latency of POST /webhooks/razorpay; "
         "on private servers started for the run.",
     )
-    parser.add_argument("--only", choices=("orders", "webhooks", "all"), default="all",
-                        help="which phases: orders (and the bare route), webhooks, or all (default)")
+    parser.add_argument("--only", choices=("orders", "webhooks", "sockets", "all"), default="all",
+                        help="which phases: orders (and the bare route), webhooks, sockets (live order updates "
+                        "over WebSockets), or all (default)")
     parser.add_argument("--orders", type=_positive, default=2000, help="measured requests per phase (2000)")
     parser.add_argument("--webhooks", type=_positive, default=5000, help="measured webhook events (5000)")
+    parser.add_argument("--sockets", type=_positive, default=1000,
+                        help="WebSockets held open on the one gevent ws process in the sockets phase (1000)")
     parser.add_argument("--no-webhooks-worker", dest="webhooks_worker", action="store_false",
                         help="start no webhooks worker: leave the events' queue unconsumed and purge it after")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
         opts = Options(orders=args.orders, concurrency=args.concurrency, warmup=args.warmup, seed=args.seed,
                        only=args.only, webhooks=args.webhooks, webhooks_worker=args.webhooks_worker,
-                       breakdown=args.breakdown, client=args.client)
+                       breakdown=args.breakdown, client=args.client, sockets=args.sockets)
         return run(opts, tmp, redis_port, mongo_port, stop)
     except KeyboardInterrupt:
         print("\n[bench] interrupted; everything it started is stopped", file=sys.stderr)

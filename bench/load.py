@@ -190,12 +190,11 @@ class Client:
 
 
 def order_bodies(n: int, store_id: str, skus: Sequence[str], rng: random.Random) -> list[bytes]:
-    """`n` valid cash-on-delivery orders of 1-3 distinct SKUs, for random customers, as JSON bytes."""
+    """`n` valid cash-on-delivery orders of 1-3 distinct SKUs, as JSON bytes (the customer is the token's)."""
     bodies = []
     for _ in range(n):
         picked = rng.sample(list(skus), rng.randint(1, 3))
         body = {
-            "customer_id": f"bench-cust-{rng.randrange(1_000_000):06d}",
             "store_id": store_id,
             "items": [{"sku": sku, "qty": rng.randint(1, 3)} for sku in picked],
             "payment_method": "cod",

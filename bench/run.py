@@ -22,14 +22,14 @@ from pathlib import Path
 
 from pymongo.database import Database
 
-from bench import webhooks
+from bench import sockets, webhooks
 from bench.bare_app import QUEUE as BARE_QUEUE
-from bench.load import Client, Phase, order_bodies, percentile
+from bench.load import JSON_HEADERS, Client, Phase, order_bodies, percentile
 from kirana import db, liveness, redis_conn, seed, stock
 from kirana.config import ROOT, Settings, settings
 from kirana.orders import Status
 from stack import servers
-from stack.commands import api_command
+from stack.commands import api_command, ws_command
 from tasks.queues import Queue
 from workers.pools import BY_NAME, worker_command
 
@@ -52,7 +52,7 @@ class Options:
     concurrency: int
     warmup: int
     seed: int
-    only: str = "all"  # orders | webhooks | all
+    only: str = "all"  # orders | webhooks | sockets | all
     webhooks: int = 5000
     # Start one webhooks worker to consume the events; if not, the queue is purged after.
     webhooks_worker: bool = True
@@ -60,6 +60,8 @@ class Options:
     breakdown: bool = True
     # bench.load.TRANSPORTS for every phase; None: requests for orders and bare, http for webhooks.
     client: str | None = None
+    # WebSockets the live-updates phase opens on the one `ws` process (bench.sockets).
+    sockets: int = 1000
 
     def client_for(self, phase: str) -> str:
         return self.client or ("http" if phase == "webhooks" else "requests")
@@ -71,6 +73,10 @@ class Options:
     @property
     def run_webhooks(self) -> bool:
         return self.only in ("webhooks", "all")
+
+    @property
+    def run_sockets(self) -> bool:
+        return self.only in ("sockets", "all")
 
 
 @dataclass(frozen=True)
@@ -235,8 +241,10 @@ class Running:
     orders_url: str
     bare_url: str
     webhooks_url: str
-    # By name: redis, mongo, api, worker-<pool>, bare.
+    # By name: redis, mongo, api, worker-<pool>, bare, ws.
     servers: dict[str, servers.Server]
+    # ws://host:port of the gevent WebSocket server, when the sockets phase runs.
+    ws_base: str = ""
 
     def sessions(self) -> dict[str, int]:
         """The session id (= the pid started) of each running server, for bench.procstat, named for the table."""
@@ -290,10 +298,17 @@ def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers
     if opts.run_orders:
         start(servers.Server("bare", api_command(cfg, port=bare_port, app="bench.bare_app:app"), bare_port,
                              env=env, log=tmp / "bare.log", cwd=ROOT))
+    ws_port = servers.free_port()
+    if opts.run_sockets:
+        # The same app under gunicorn's gevent worker, one process: what "per API process" is measured on.
+        start(servers.Server("ws", ws_command(cfg, ws_port), ws_port, env=env, log=tmp / "ws.log", cwd=ROOT))
     servers.wait_http(f"http://127.0.0.1:{api_port}/healthz", timeout=60)
+    if opts.run_sockets:
+        servers.wait_http(f"http://127.0.0.1:{ws_port}/healthz", timeout=60)
     for pool, worker in workers.items():
         wait_worker(worker, cfg, pool)
-    log("API" + (", bare app" if opts.run_orders else "") + "".join(f", {pool} worker" for pool in pools) + " up")
+    log("API" + (", bare app" if opts.run_orders else "") + "".join(f", {pool} worker" for pool in pools)
+        + (", ws server" if opts.run_sockets else "") + " up")
     base = f"http://127.0.0.1:{api_port}"
     return Running(
         cfg=cfg, database=database, skus=skus, api_argv=api_argv,
@@ -301,17 +316,29 @@ def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers
         bare_url=f"http://127.0.0.1:{bare_port}{BARE_PATH}",
         webhooks_url=f"{base}{webhooks.PATH}",
         servers={server.name: server for server in started},
+        ws_base=f"ws://127.0.0.1:{ws_port}" if opts.run_sockets else "",
     )
+
+
+def customer_headers(up: Running) -> dict[str, str]:
+    """A signed-in customer's headers: orders are submitted as the token's user."""
+    from kirana import accounts, tokens
+
+    user = accounts.register(up.database, f"bench-{time.time_ns()}@example.in", "bench passphrase 1234")
+    issued = tokens.open_session(up.database, user, two_factor=False, secret=up.cfg.token_secret,
+                                 access_ttl_s=3600, refresh_ttl_s=3600)
+    return {**JSON_HEADERS, "Authorization": f"Bearer {issued.access_token}"}
 
 
 def orders_phase(opts: Options, up: Running, client: Client, warm: list[bytes], bodies: list[bytes]) -> Phase:
     """Warm up, let the worker drain the warmup, then measure from an empty queue."""
+    headers = customer_headers(up)
     if warm:
         log(f"orders warmup: {len(warm)} requests")
-        client.run(up.orders_url, warm)
+        client.run(up.orders_url, warm, headers=[headers] * len(warm))
         wait_drained(up.cfg, up.database)
     log(f"orders: {opts.orders} requests at concurrency {opts.concurrency}")
-    return client.run(up.orders_url, bodies)
+    return client.run(up.orders_url, bodies, headers=[headers] * len(bodies))
 
 
 def bare_phase(opts: Options, up: Running, client: Client, warm: list[bytes], bodies: list[bytes]) -> Phase:
@@ -370,6 +397,16 @@ def run_webhooks(opts: Options, up: Running, clients: list[Client], stop: thread
     return result.failed
 
 
+def run_sockets(opts: Options, up: Running) -> bool:
+    """The live-updates phase (bench.sockets) and its table; True when something failed."""
+    ws = up.servers["ws"]
+    result = sockets.run_phase(ws_base=up.ws_base, database=up.database, cfg=up.cfg, n=opts.sockets,
+                               sid=ws.proc.pid if ws.proc is not None else None)
+    server = f"gunicorn {_flag(ws.argv, '--worker-class')} x{_flag(ws.argv, '--workers')}"
+    print(sockets.report(result, server=server), flush=True)
+    return result.failed
+
+
 def run(opts: Options, tmp: Path, redis_port: int, mongo_port: int, stop: threading.Event) -> int:
     """Start everything under `tmp`, run the selected phases, print the tables; stop everything it started."""
     started: list[servers.Server] = []
@@ -383,6 +420,10 @@ def run(opts: Options, tmp: Path, redis_port: int, mongo_port: int, stop: thread
             if opts.run_orders:
                 print(flush=True)
             failed |= run_webhooks(opts, up, clients, stop)
+        if opts.run_sockets:
+            if opts.run_orders or opts.run_webhooks:
+                print(flush=True)
+            failed |= run_sockets(opts, up)
         return 1 if failed else 0
     except Exception:
         _show_logs(tmp)

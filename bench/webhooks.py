@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import redis
+from celery import Celery
 from pymongo.database import Database
 
 from bench.load import Client, Phase
@@ -147,15 +149,16 @@ class Result:
         return self.accepted < self.phase.sent or not self.stored_ok or not self.repost_ok
 
 
-def queue_depth(r: object) -> tuple[int, int]:
-    pipe = r.pipeline(transaction=False)  # type: ignore[attr-defined]
+def queue_depth(r: redis.Redis) -> tuple[int, int]:
+    """Messages waiting in the webhooks queue, and delivered to a worker but not yet acked."""
+    pipe = r.pipeline(transaction=False)
     pipe.llen(QUEUE)
     pipe.hlen(UNACKED_KEY)
     queued, unacked = pipe.execute()
     return int(queued), int(unacked)
 
 
-def wait_drained(r: object, timeout: float = DRAIN_TIMEOUT_S) -> bool:
+def wait_drained(r: redis.Redis, timeout: float = DRAIN_TIMEOUT_S) -> bool:
     """Until the webhooks queue is empty and nothing is delivered but unacked; False on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -165,8 +168,8 @@ def wait_drained(r: object, timeout: float = DRAIN_TIMEOUT_S) -> bool:
     return False
 
 
-def purge(celery_app: object) -> int:
-    with celery_app.connection_for_write() as conn:  # type: ignore[attr-defined]
+def purge(celery_app: Celery) -> int:
+    with celery_app.connection_for_write() as conn:
         return int(conn.default_channel.queue_purge(QUEUE) or 0)
 
 
@@ -187,7 +190,7 @@ def handled_outcomes(database: Database, settle_s: float = 10.0) -> tuple[int, d
         time.sleep(0.2)
 
 
-def run_phase(*, url: str, client: Client, database: Database, r: object, cfg: Settings, rng: random.Random,
+def run_phase(*, url: str, client: Client, database: Database, r: redis.Redis, cfg: Settings, rng: random.Random,
               n: int, warmup: int, consumed: bool, sessions: dict[str, int]) -> Result:
     """Warm up, then POST `n` events; check what was stored; re-post some. Drains or purges the queue after."""
     from tasks.app import app as celery_app
@@ -208,6 +211,7 @@ def run_phase(*, url: str, client: Client, database: Database, r: object, cfg: S
     meter.start()
     phase = client.run(url, events.bodies, expect=200, headers=events.headers, classify=status_of)
     meter.stop()
+    ended = time.monotonic()
     backlog = queue_depth(r)[0]
     handled_during_run = count(database, {"status": "handled"}) - handled_before if consumed else 0
     after = count(database)
@@ -218,7 +222,6 @@ def run_phase(*, url: str, client: Client, database: Database, r: object, cfg: S
                     repost_stored_new=count(database) - after, backlog_at_end=backlog,
                     handled_during_run=handled_during_run)
     if consumed:
-        ended = time.monotonic()
         _log(f"webhooks: waiting (<= {DRAIN_TIMEOUT_S:.0f}s) for the worker to handle a backlog of {backlog}")
         if wait_drained(r):
             result.drained_after_s = time.monotonic() - ended
@@ -332,6 +335,15 @@ def breakdown(*, database: Database, cfg: Settings, rng: random.Random, sessions
         (lambda i=i: handle.delay(i)) for i in ev.ids], sessions))
     lines.append(_timed(f"handle.delay -> redis, {threads} threads", [
         (lambda i=i: handle.delay(i)) for i in ev.ids], sessions, threads=threads))
+    # What the "task-sent" event (task_send_sent_event=True, for Flower) adds to each publish: switched
+    # off in this process only, for this one loop.
+    sent_event = celery_app.conf.task_send_sent_event
+    celery_app.conf.task_send_sent_event = False
+    try:
+        lines.append(_timed("handle.delay, no task-sent event, 1 thread", [
+            (lambda i=i: handle.delay(i)) for i in ev.ids], sessions))
+    finally:
+        celery_app.conf.task_send_sent_event = sent_event
     lines.append(_timed("webhooks.handle (task body, no Celery)", [
         (lambda i=i: webhooks.handle(database, i)) for i in ev.ids], sessions))
 

@@ -57,6 +57,10 @@ class Settings:
     api_port: int = 8000
     api_workers: int = 2
     api_threads: int = 8
+    # The WebSocket server (gevent): 0 means API_PORT + 1, so parallel stacks do not collide.
+    ws_port: int = 0
+    ws_workers: int = 1
+    ws_worker_connections: int = 5000
     flower_port: int = 5555
     flower_basic_auth: str = field(default="ops:kirana-dev", repr=False)
 
@@ -109,6 +113,23 @@ class Settings:
     # Payments still created/authorized after this long are re-read from Razorpay.
     payment_reconcile_after_s: int = 120
 
+    # Notification providers: "console" (the worker's log), or the real kind.
+    email_provider: str = "smtp"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_sender: str = "Kirana <orders@kirana.local>"
+    sms_provider: str = "http"
+    sms_base_url: str = "http://127.0.0.1:9200"
+    sms_api_key: str = field(default="kirana-sandbox-sms-key", repr=False)
+    sms_sender_id: str = "KIRANA"
+    push_provider: str = "http"
+    push_base_url: str = "http://127.0.0.1:9200"
+    push_server_key: str = field(default="kirana-sandbox-push-key", repr=False)
+    notify_timeout_s: float = 5.0
+    # Sends per recipient per hour, and per provider per second.
+    notify_per_recipient_per_hour: int = 30
+    notify_per_provider_per_second: int = 50
+
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
@@ -121,6 +142,9 @@ class Settings:
             api_port=_int("API_PORT", cls.api_port),
             api_workers=_int("API_WORKERS", cls.api_workers),
             api_threads=_int("API_THREADS", cls.api_threads),
+            ws_port=_int("WS_PORT", cls.ws_port),
+            ws_workers=_int("WS_WORKERS", cls.ws_workers),
+            ws_worker_connections=_int("WS_WORKER_CONNECTIONS", cls.ws_worker_connections),
             flower_port=_int("FLOWER_PORT", cls.flower_port),
             flower_basic_auth=_env("FLOWER_BASIC_AUTH", cls.flower_basic_auth),
             data_dir=Path(_env("KIRANA_DATA_DIR", str(ROOT / "var"))),
@@ -154,6 +178,20 @@ class Settings:
             razorpay_timeout_s=_float("RAZORPAY_TIMEOUT_S", cls.razorpay_timeout_s),
             payment_expiry_s=_int("PAYMENT_EXPIRY_S", cls.payment_expiry_s),
             payment_reconcile_after_s=_int("PAYMENT_RECONCILE_AFTER_S", cls.payment_reconcile_after_s),
+            email_provider=_env("EMAIL_PROVIDER", cls.email_provider),
+            smtp_host=_env("SMTP_HOST", cls.smtp_host),
+            smtp_port=_int("SMTP_PORT", cls.smtp_port),
+            smtp_sender=_env("SMTP_SENDER", cls.smtp_sender),
+            sms_provider=_env("SMS_PROVIDER", cls.sms_provider),
+            sms_base_url=_env("SMS_BASE_URL", cls.sms_base_url),
+            sms_api_key=_env("SMS_API_KEY", cls.sms_api_key),
+            sms_sender_id=_env("SMS_SENDER_ID", cls.sms_sender_id),
+            push_provider=_env("PUSH_PROVIDER", cls.push_provider),
+            push_base_url=_env("PUSH_BASE_URL", cls.push_base_url),
+            push_server_key=_env("PUSH_SERVER_KEY", cls.push_server_key),
+            notify_timeout_s=_float("NOTIFY_TIMEOUT_S", cls.notify_timeout_s),
+            notify_per_recipient_per_hour=_int("NOTIFY_PER_RECIPIENT_PER_HOUR", cls.notify_per_recipient_per_hour),
+            notify_per_provider_per_second=_int("NOTIFY_PER_PROVIDER_PER_SECOND", cls.notify_per_provider_per_second),
         )
 
 
@@ -169,6 +207,9 @@ ENV_NAMES: dict[str, str] = {
     "api_port": "API_PORT",
     "api_workers": "API_WORKERS",
     "api_threads": "API_THREADS",
+    "ws_port": "WS_PORT",
+    "ws_workers": "WS_WORKERS",
+    "ws_worker_connections": "WS_WORKER_CONNECTIONS",
     "flower_port": "FLOWER_PORT",
     "flower_basic_auth": "FLOWER_BASIC_AUTH",
     "data_dir": "KIRANA_DATA_DIR",
@@ -201,6 +242,20 @@ ENV_NAMES: dict[str, str] = {
     "razorpay_timeout_s": "RAZORPAY_TIMEOUT_S",
     "payment_expiry_s": "PAYMENT_EXPIRY_S",
     "payment_reconcile_after_s": "PAYMENT_RECONCILE_AFTER_S",
+    "email_provider": "EMAIL_PROVIDER",
+    "smtp_host": "SMTP_HOST",
+    "smtp_port": "SMTP_PORT",
+    "smtp_sender": "SMTP_SENDER",
+    "sms_provider": "SMS_PROVIDER",
+    "sms_base_url": "SMS_BASE_URL",
+    "sms_api_key": "SMS_API_KEY",
+    "sms_sender_id": "SMS_SENDER_ID",
+    "push_provider": "PUSH_PROVIDER",
+    "push_base_url": "PUSH_BASE_URL",
+    "push_server_key": "PUSH_SERVER_KEY",
+    "notify_timeout_s": "NOTIFY_TIMEOUT_S",
+    "notify_per_recipient_per_hour": "NOTIFY_PER_RECIPIENT_PER_HOUR",
+    "notify_per_provider_per_second": "NOTIFY_PER_PROVIDER_PER_SECOND",
 }
 assert set(ENV_NAMES) == {f.name for f in fields(Settings)}
 

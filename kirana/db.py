@@ -58,6 +58,9 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     ("dead_letters", [("status", 1), ("last_failed_at_ms", 1)], {}),
     ("dead_letters", [("task", 1), ("last_failed_at_ms", 1)], {}),
     ("dead_letters", [("order_id", 1)], {}),
+    # Notifications and deliveries.
+    ("notification_attempts", [("notification_id", 1)], {}),
+    ("delivery_locations", [("order_id", 1), ("at_ms", 1)], {}),
 ]
 
 

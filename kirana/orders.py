@@ -32,6 +32,8 @@ class Status(StrEnum):
     AWAITING_PAYMENT = "awaiting_payment"
     PAYMENT_FAILED = "payment_failed"
     CONFIRMED = "confirmed"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERED = "delivered"
     REJECTED = "rejected"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
@@ -40,7 +42,7 @@ class Status(StrEnum):
 
 
 # No way out of these.
-TERMINAL = frozenset({Status.REJECTED, Status.EXPIRED, Status.CANCELLED, Status.REFUNDED})
+TERMINAL = frozenset({Status.REJECTED, Status.EXPIRED, Status.CANCELLED, Status.REFUNDED, Status.DELIVERED})
 # An order that still holds stock for a payment that has not come.
 UNPAID = frozenset({Status.RESERVED, Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED})
 
@@ -51,7 +53,9 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     Status.AWAITING_PAYMENT: frozenset({Status.CONFIRMED, Status.PAYMENT_FAILED, Status.EXPIRED, Status.CANCELLED}),
     # A failed payment may be retried (a new attempt), or succeed late (UPI).
     Status.PAYMENT_FAILED: frozenset({Status.RESERVED, Status.CONFIRMED, Status.EXPIRED, Status.CANCELLED}),
-    Status.CONFIRMED: frozenset({Status.CANCELLED, Status.REFUND_PENDING}),
+    Status.CONFIRMED: frozenset({Status.CANCELLED, Status.REFUND_PENDING, Status.OUT_FOR_DELIVERY}),
+    Status.OUT_FOR_DELIVERY: frozenset({Status.DELIVERED}),
+    Status.DELIVERED: frozenset(),
     Status.REFUND_PENDING: frozenset({Status.REFUNDED}),
     Status.REJECTED: frozenset(),
     Status.EXPIRED: frozenset(),
@@ -64,7 +68,7 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
 _SEQ = {
     Status.ACCEPTED: 0, Status.PROCESSING: 1, Status.RESERVED: 2, Status.AWAITING_PAYMENT: 3,
     Status.PAYMENT_FAILED: 4, Status.CONFIRMED: 5, Status.REJECTED: 5, Status.EXPIRED: 6, Status.CANCELLED: 6,
-    Status.REFUND_PENDING: 7, Status.REFUNDED: 8,
+    Status.REFUND_PENDING: 7, Status.REFUNDED: 8, Status.OUT_FOR_DELIVERY: 7, Status.DELIVERED: 8,
 }
 
 
@@ -304,6 +308,8 @@ def view(order: Mapping[str, Any], order_events: list[dict[str, Any]]) -> dict[s
         shown["payment"] = dict(order["payment"])
     if order.get("pay_by_ms"):
         shown["pay_by_ms"] = order["pay_by_ms"]
+    if order.get("rider_id"):
+        shown["rider_id"] = order["rider_id"]
     return shown
 
 

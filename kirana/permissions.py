@@ -37,6 +37,9 @@ MATRIX: Mapping[str, frozenset[Role]] = {
     "account:self": EVERYONE,  # own session, password and two-factor
     "audit:read": frozenset({Role.OPS, Role.ADMIN}),
     "dead_letters:manage": frozenset({Role.OPS, Role.ADMIN}),
+    "deliveries:assign": frozenset({Role.STORE_OWNER, Role.STORE_STAFF, Role.OPS, Role.ADMIN}),
+    "deliveries:ride": frozenset({Role.RIDER}),
+    "notifications:read": EVERYONE,  # one's own inbox and preferences
     "users:manage": frozenset({Role.ADMIN}),
 }
 

@@ -54,6 +54,11 @@ class Handled:
     outcome: str
     capture_payment_id: str | None = None
     refund_payment_id: str | None = None
+    # The attempt the event concerned, for the notifications that follow.
+    payment_id: str | None = None
+    order_id: str | None = None
+    order_status: str | None = None
+    amount_paise: int | None = None
 
 
 def _entity(event: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -88,9 +93,11 @@ def _dispatch(db: Database, kind: str, event: dict[str, Any], publish: Publisher
     payment = _entity(event, "payment")
     if kind == "refund.processed":
         refund = _entity(event, "refund") or {}
-        done = payments.refund_processed(db, refund.get("payment_id") or (payment or {}).get("id", ""), refund,
-                                         publish)
-        return Handled("refunded" if done else "refund_unmatched")
+        rzp_payment_id = refund.get("payment_id") or (payment or {}).get("id", "")
+        done = payments.refund_processed(db, rzp_payment_id, refund, publish)
+        attempt = db[payments.PAYMENTS].find_one({"razorpay_payment_id": rzp_payment_id}) or {}
+        return Handled("refunded" if done else "refund_unmatched", payment_id=attempt.get("_id"),
+                       order_id=attempt.get("order_id"), amount_paise=refund.get("amount"))
     if kind not in {"payment.authorized", "payment.captured", "payment.failed", "order.paid"} or payment is None:
         return Handled("ignored")
     attempt = _attempt_for(db, payment)
@@ -103,9 +110,11 @@ def _dispatch(db: Database, kind: str, event: dict[str, Any], publish: Publisher
         if payment.get("amount") != attempt["amount_paise"]:
             return Handled("amount_mismatch")
         settled = payments.mark_captured(db, attempt, payment, publish)
-        return Handled("captured", refund_payment_id=attempt["_id"] if settled.refund else None)
-    payments.mark_failed(db, attempt, payment, publish)
-    return Handled("failed")
+        return Handled("captured", refund_payment_id=attempt["_id"] if settled.refund else None,
+                       payment_id=attempt["_id"], order_id=attempt["order_id"], order_status=settled.order_status)
+    changed = payments.mark_failed(db, attempt, payment, publish)
+    return Handled("failed" if changed else "failed_ignored", payment_id=attempt["_id"],
+                   order_id=attempt["order_id"])
 
 
 def unhandled(db: Database, *, older_than_ms: int, limit: int) -> list[str]:

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
-
-from werkzeug.serving import make_server
 
 from sandbox.config import SandboxConfig
 from sandbox.razorpay import create_app
+from sandbox.serve import serve
 from sandbox.web import EXTENSION
 
 log = logging.getLogger("sandbox")
@@ -53,23 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 2
     app = create_app(config)
-    server = make_server(config.host, config.port, app, threaded=True)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    serving = threading.Thread(target=server.serve_forever, name="sandbox-http", daemon=True)
-    serving.start()
-    log.info("Razorpay sandbox on http://%s:%d %s", config.host, server.port, config.describe())
-    while not stop.wait(0.5):
-        if not serving.is_alive():
-            break
-    log.info("stopping")
-    server.shutdown()
-    server.server_close()
+    serve(app, config.host, config.port, name="Razorpay sandbox", detail=config.describe())
     app.extensions[EXTENSION].close()
     log.info("stopped")
     return 0

@@ -1,6 +1,7 @@
 """`make run`: the whole stack in the foreground; `make stop` stops one in the background.
 
-    python -m stack run     redis-server, nx-27017, the Razorpay sandbox, API, a worker per pool, beat, Flower
+    python -m stack run     redis-server, nx-27017, the Razorpay sandbox, API, WebSocket server (ws),
+                            a worker per pool, beat, Flower
     python -m stack stop    SIGTERM the stack whose pid is in var/run/stack.pid
 
 honcho supervises the processes: it multiplexes their output and, on Ctrl-C,
@@ -23,13 +24,25 @@ from honcho.manager import Manager
 
 from kirana.config import Settings, settings
 from stack import servers
-from stack.commands import api_command, flower_command, outbox_relay_command, sandbox_command, sandbox_env
+from stack.commands import (
+    api_command,
+    flower_command,
+    mailbox_command,
+    messaging_command,
+    messaging_env,
+    outbox_relay_command,
+    sandbox_command,
+    sandbox_env,
+    ws_command,
+    ws_port,
+)
 from workers.pools import POOLS, beat_command, worker_command
 
 # Off the standard ports, so the private servers never meet the machine's own.
 REDIS_PORT = int(os.environ.get("KIRANA_STACK_REDIS_PORT", "6390"))
 MONGO_PORT = int(os.environ.get("KIRANA_STACK_MONGO_PORT", "27027"))
 RAZORPAY_PORT = int(os.environ.get("KIRANA_STACK_RAZORPAY_PORT", "9100"))
+MAILBOX_HTTP_PORT = int(os.environ.get("KIRANA_STACK_MAILBOX_HTTP_PORT", "8025"))
 
 
 def _pid_file(cfg: Settings) -> Path:
@@ -50,6 +63,8 @@ def _setup_and_announce(cfg: Settings, redis_url: str, mongo_url: str) -> None:
             print(f"seeded: {seed.seed(database)}", flush=True)
         base = f"http://{cfg.api_host}:{cfg.api_port}"
         servers.wait_http(f"{base}/readyz", timeout=120)
+        ws_base = f"ws://{cfg.api_host}:{ws_port(cfg)}"
+        servers.wait_http(f"http://{cfg.api_host}:{ws_port(cfg)}/healthz", timeout=60)
     except Exception as exc:  # printed, not raised: the stack keeps running for diagnosis
         print(f"\n!! stack setup failed: {exc}\n", flush=True)
         return
@@ -58,6 +73,7 @@ def _setup_and_announce(cfg: Settings, redis_url: str, mongo_url: str) -> None:
         "\n"
         f"  Kirana is up.\n"
         f"  API      {base}   (try: curl {base}/readyz)\n"
+        f"  Live     {ws_base}/ws/orders/<order id>?access_token=<token>   (WebSocket)\n"
         f"  Flower   http://127.0.0.1:{cfg.flower_port}   (user {user!r}, FLOWER_BASIC_AUTH)\n"
         f"  Razorpay {cfg.razorpay_base_url}\n"
         f"  Redis    {redis_url}\n"
@@ -102,8 +118,16 @@ def run() -> int:
                             env={**env, **sandbox_env(cfg)})
 
     manager.add_process("api", "exec " + shlex.join(api_command(cfg)), env=env)
+    # Live order updates (/ws/): the same app under gevent, a greenlet per socket.
+    manager.add_process("ws", "exec " + shlex.join(ws_command(cfg)), env=env)
     for pool in POOLS:
         manager.add_process(pool.name, "exec " + shlex.join(worker_command(pool)), env=env)
+    if os.environ.get("KIRANA_STACK_MESSAGING", "1") == "1":
+        # Local stand-ins for the SMS/push gateways and an SMTP server (mail readable at :8025/messages).
+        manager.add_process("messaging", "exec " + shlex.join(messaging_command(cfg)),
+                            env={**env, **messaging_env(cfg)}, quiet=True)
+        manager.add_process("mailbox", "exec " + shlex.join(mailbox_command(cfg, MAILBOX_HTTP_PORT)), env=env,
+                            quiet=True)
     manager.add_process("outbox", "exec " + shlex.join(outbox_relay_command()), env=env)
     manager.add_process("beat", "exec " + shlex.join(beat_command(str(run_dir / "celerybeat-schedule"))), env=env)
     manager.add_process("flower", "exec " + shlex.join(flower_command(cfg)), env=env)

@@ -26,6 +26,35 @@ def api_command(cfg: Settings, *, port: int | None = None, app: str = "api.wsgi:
     ]
 
 
+# The WebSocket server's settings. Read here, not in kirana.config, for now:
+#   WS_PORT                default API_PORT + 1 (8001)
+#   WS_WORKERS             default 1: each gevent worker is one process, with one Redis subscriber
+#   WS_WORKER_CONNECTIONS  default 5000: open sockets (and requests) per worker
+def ws_port(cfg: Settings) -> int:
+    return cfg.ws_port or cfg.api_port + 1
+
+
+def ws_command(cfg: Settings, port: int | None = None, *, app: str = "api.wsgi:app") -> list[str]:
+    """The same app under gunicorn's gevent worker, for /ws/: a greenlet per socket, not a thread.
+
+    The worker monkey-patches the standard library before it loads the app, so
+    pymongo, redis-py and kirana.live's thread and queues all become cooperative.
+    """
+    return [
+        _bin("gunicorn"), app,
+        "--bind", f"{cfg.api_host}:{port or ws_port(cfg)}",
+        "--worker-class", "gevent", "--workers", str(cfg.ws_workers),
+        "--worker-connections", str(cfg.ws_worker_connections),
+        # Sockets never finish by themselves: on a restart they are closed after this, and
+        # clients reconnect (getting the current state first).
+        "--graceful-timeout", "5", "--timeout", "30",
+        "--access-logfile", "-",
+        # The path without the query string: browsers send the access token as ?access_token=.
+        "--access-logformat", '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(L)s',
+        "--no-control-socket",
+    ]
+
+
 def flower_command(cfg: Settings) -> list[str]:
     return [
         sys.executable, "-m", "celery", "-A", "tasks.app", "flower",
@@ -48,3 +77,18 @@ def sandbox_env(cfg: Settings) -> dict[str, str]:
 
 def outbox_relay_command() -> list[str]:
     return [sys.executable, "-m", "tasks.outbox_relay"]
+
+
+def messaging_command(cfg: Settings) -> list[str]:
+    """The SMS and push sandbox, on the port of SMS_BASE_URL."""
+    port = cfg.sms_base_url.rstrip("/").rsplit(":", 1)[1]
+    return [sys.executable, "-m", "sandbox.messaging", "--port", port]
+
+
+def mailbox_command(cfg: Settings, http_port: int) -> list[str]:
+    """A local SMTP server that keeps what it receives, readable over HTTP on `http_port`."""
+    return [sys.executable, "-m", "sandbox.mailbox", "--port", str(cfg.smtp_port), "--http-port", str(http_port)]
+
+
+def messaging_env(cfg: Settings) -> dict[str, str]:
+    return {"SMS_API_KEY": cfg.sms_api_key, "PUSH_SERVER_KEY": cfg.push_server_key}

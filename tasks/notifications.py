@@ -1,12 +1,72 @@
-"""notifications queue: send a stored notification through its provider."""
+"""notifications queue: plan an event's notifications, and send each one once."""
 
 from __future__ import annotations
 
-from kirana import db, notifications
+from typing import Any
+
+from kirana import db, notifications, outbox, providers, redis_conn
+from kirana.config import settings
 from tasks.app import app
-from tasks.base import KiranaTask
+from tasks.base import TRANSIENT, KiranaTask
 
 
-@app.task(name="notifications.deliver", base=KiranaTask, soft_time_limit=20, time_limit=30)
+class NotificationTask(KiranaTask):
+    abstract = True
+    # A provider's 5xx or timeout is worth retrying; a 4xx is logged failed instead.
+    autoretry_for = (*TRANSIENT, notifications.SendFailed)
+
+
+@app.task(name="notifications.notify", base=NotificationTask, soft_time_limit=20, time_limit=30)
+def notify(user_id: str, event: str, params: dict[str, Any], key: str) -> int:
+    database = db.database()
+    user = database["users"].find_one({"_id": user_id})
+    if user is None:
+        return 0
+    planned = notifications.plan(database, user, event, params, key=key)
+    for doc in planned:
+        _send_when_due(doc["_id"], doc["due_at_ms"])
+    return len(planned)
+
+
+def _send_when_due(nid: str, due_at_ms: int) -> None:
+    # A send due later (quiet hours, a rate limit) waits in the outbox, not as a long ETA.
+    if due_at_ms > notifications.now_ms() + 1000:
+        outbox.add(db.database(), "notifications.deliver", [nid], due_at_ms=due_at_ms, reason="due_later")
+    else:
+        deliver.delay(nid)
+
+
+@app.task(name="notifications.deliver", base=NotificationTask, soft_time_limit=20, time_limit=30)
 def deliver(notification_id: str) -> str:
-    return notifications.deliver_to_console(db.database(), notification_id)
+    database = db.database()
+    doc = database[notifications.NOTIFICATIONS].find_one({"_id": notification_id}, {"channel": 1})
+    if doc is None:
+        return "missing"
+    cfg = settings()
+    try:
+        outcome = notifications.deliver(
+            database, redis_conn.client(), notification_id, providers.provider_for(doc["channel"], cfg),
+            per_recipient_per_hour=cfg.notify_per_recipient_per_hour,
+            per_provider_per_second=cfg.notify_per_provider_per_second,
+        )
+    except notifications.RateLimited as limited:
+        notifications.defer(database, notification_id, limited.retry_at_ms)
+        _send_when_due(notification_id, limited.retry_at_ms)
+        return "deferred"
+    return outcome.status
+
+
+def trigger(user_id: str, event: str, params: dict[str, Any], key: str) -> None:
+    """Enqueue an event's notifications, after the state change it reports is stored."""
+    from tasks.reliability import enqueue
+
+    enqueue(notify, [user_id, event, params, key])
+
+
+def order_event(order_id: str, event: str, **params: Any) -> None:
+    """Tell an order's customer about it; keyed by (order, event), so twice is once."""
+    order = db.database()["orders"].find_one({"_id": order_id}, {"customer_id": 1, "total_paise": 1})
+    if order is None:
+        return
+    values = {"order_id": order_id, "total_rupees": f"{(order.get('total_paise') or 0) / 100:.2f}", **params}
+    trigger(order["customer_id"], event, values, key=f"{order_id}:{event}:{params.get('attempt', '')}")

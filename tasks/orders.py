@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from kirana import db, fulfilment, orders
+from kirana import db, deliveries, fulfilment, orders
 from kirana.clock import now_ms
 from kirana.config import settings
+from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
 from tasks.app import app
 from tasks.base import KiranaTask, publish_order_update
@@ -33,6 +34,10 @@ def process(order_id: str) -> str:
         return "missing"
     if outcome.acted and outcome.status == orders.Status.RESERVED:
         payment_tasks.create_order.delay(order_id, 1)
+    if outcome.acted and outcome.status == orders.Status.CONFIRMED:
+        notification_tasks.order_event(order_id, "order_confirmed")
+    if outcome.acted and outcome.status == orders.Status.REJECTED:
+        notification_tasks.order_event(order_id, "order_rejected", reason=outcome.reason or "unknown")
     return outcome.status
 
 
@@ -47,3 +52,9 @@ def requeue_stuck(rounds_left: int = 10) -> int:
     if len(stuck) == SWEEP_BATCH and rounds_left > 1:
         requeue_stuck.delay(rounds_left - 1)
     return len(stuck)
+
+
+@app.task(name="orders.record_location", base=KiranaTask, soft_time_limit=10, time_limit=20)
+def record_location(order_id: str, rider_id: str, lat: float, lng: float, at_ms: int) -> str:
+    deliveries.record_location(db.database(), order_id, rider_id, lat=lat, lng=lng, at_ms=at_ms)
+    return "stored"

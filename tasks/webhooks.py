@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kirana import db, webhooks
+from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
 from tasks.app import app
 from tasks.base import KiranaTask, publish_order_update
@@ -15,4 +16,12 @@ def handle(event_id: str) -> str:
         payment_tasks.capture.delay(result.capture_payment_id)
     if result.refund_payment_id:
         payment_tasks.refund.delay(result.refund_payment_id)
+    if result.order_id:
+        if result.outcome == "captured" and result.order_status == "confirmed":
+            notification_tasks.order_event(result.order_id, "order_confirmed")
+        elif result.outcome == "failed":
+            notification_tasks.order_event(result.order_id, "payment_failed", attempt=result.payment_id)
+        elif result.outcome == "refunded":
+            notification_tasks.order_event(result.order_id, "refund_processed",
+                                           amount_rupees=f"{(result.amount_paise or 0) / 100:.2f}")
     return result.outcome

@@ -42,6 +42,10 @@ os.environ["RAZORPAY_BASE_URL"] = f"http://127.0.0.1:{servers.free_port()}"
 os.environ["RAZORPAY_TIMEOUT_S"] = "1"
 os.environ["RAZORPAY_WEBHOOK_SECRET_PREVIOUS"] = "kirana-previous-webhook-secret-for-rotation"
 os.environ["PAYMENT_RECONCILE_AFTER_S"] = "1"
+# The SMS/push sandbox and the SMTP mailbox the stack fixture starts.
+os.environ["SMS_BASE_URL"] = os.environ["PUSH_BASE_URL"] = f"http://127.0.0.1:{servers.free_port()}"
+os.environ["SMTP_PORT"] = str(servers.free_port())
+os.environ["KIRANA_MAILBOX_HTTP_PORT"] = str(servers.free_port())
 # Few retries, so work that keeps failing reaches the dead letters within a test.
 os.environ["TASK_MAX_RETRIES"] = "3"
 

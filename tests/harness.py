@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import uuid
@@ -17,7 +18,16 @@ from kirana import two_factor as two_factor_mod
 from kirana.config import Settings
 from kirana.permissions import TWO_FACTOR_REQUIRED, Role
 from stack import servers
-from stack.commands import api_command, outbox_relay_command, sandbox_command, sandbox_env
+from stack.commands import (
+    api_command,
+    mailbox_command,
+    messaging_command,
+    messaging_env,
+    outbox_relay_command,
+    sandbox_command,
+    sandbox_env,
+    ws_command,
+)
 from workers.pools import POOLS, worker_command
 
 TERMINAL = {"confirmed", "rejected"}
@@ -30,14 +40,32 @@ def api_server(run_dir: Path, cfg: Settings, name: str = "api", **env: str) -> s
                           log=run_dir / f"{name}.log")
 
 
+def ws_server(run_dir: Path, cfg: Settings, name: str = "ws") -> servers.Server:
+    """The same app under gunicorn's gevent worker, serving /ws/ (live order updates)."""
+    port = servers.free_port()
+    return servers.Server(name, ws_command(cfg, port), port, env=servers.process_env(cfg.redis_url, cfg.mongo_url),
+                          log=run_dir / f"{name}.log")
+
+
 class Stack:
     def __init__(self, run_dir: Path, cfg: Settings) -> None:
         self.run_dir = run_dir
         self.cfg = cfg
         self.api = api_server(run_dir, cfg)
         self.base_url = f"http://127.0.0.1:{self.api.port}"
+        self.ws = ws_server(run_dir, cfg)
+        self.ws_url = f"ws://127.0.0.1:{self.ws.port}"
         self.workers: dict[str, servers.Server] = {}
         self.relay: servers.Server | None = None
+        env = servers.process_env(cfg.redis_url, cfg.mongo_url, **messaging_env(cfg))
+        self.messaging_url = cfg.sms_base_url
+        self.messaging_server = servers.Server("messaging-sandbox", messaging_command(cfg),
+                                               int(cfg.sms_base_url.rsplit(":", 1)[1]), env=env,
+                                               log=run_dir / "messaging-sandbox.log")
+        mailbox_http = int(os.environ["KIRANA_MAILBOX_HTTP_PORT"])
+        self.mailbox_url = f"http://127.0.0.1:{mailbox_http}"
+        self.mailbox_server = servers.Server("mailbox", mailbox_command(cfg, mailbox_http), cfg.smtp_port, env=env,
+                                             log=run_dir / "mailbox.log")
         self.sandbox = Sandbox(cfg.razorpay_base_url)
         self.sandbox_server = servers.Server(
             "razorpay-sandbox", sandbox_command(cfg, webhook_url=f"{self.base_url}/webhooks/razorpay"),
@@ -62,7 +90,10 @@ class Stack:
         db.ensure_indexes(database)
         seed.seed(database)
         self.sandbox_server.start()
+        self.messaging_server.start()
+        self.mailbox_server.start()
         self.api.start()
+        self.ws.start()
         for pool in POOLS:
             self.start_worker(pool.name)
         self.relay = servers.Server("outbox-relay", outbox_relay_command(), None,
@@ -70,6 +101,7 @@ class Stack:
                                     log=self.run_dir / "outbox-relay.log").start()
         try:
             servers.wait_http(f"{self.base_url}/readyz", timeout=90)
+            servers.wait_http(f"http://127.0.0.1:{self.ws.port}/healthz", timeout=30)
         except TimeoutError:
             self.__exit__()
             raise
@@ -77,7 +109,8 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         # Signal them all first: a warm shutdown each, in parallel.
-        servers_ = [*self.workers.values(), self.api, self.sandbox_server, *([self.relay] if self.relay else [])]
+        servers_ = [*self.workers.values(), self.api, self.ws, self.sandbox_server, self.messaging_server,
+                    self.mailbox_server, *([self.relay] if self.relay else [])]
         for server in servers_:
             server.signal(signal.SIGTERM)
         for server in servers_:
