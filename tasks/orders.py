@@ -9,6 +9,7 @@ from kirana.clock import now_ms
 from kirana.config import settings
 from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
+from tasks import reliability
 from tasks.app import app
 from tasks.base import KiranaTask, publish_order_update
 from tasks.reliability import run_once
@@ -32,8 +33,12 @@ def process(order_id: str) -> str:
         # Withdrawn by the API after a failed enqueue whose message got through.
         log.warning("order %s not found; nothing to do", order_id)
         return "missing"
-    if outcome.acted and outcome.status == orders.Status.RESERVED:
-        payment_tasks.create_order.delay(order_id, 1)
+    if outcome.status == orders.Status.RESERVED:
+        # Also when this run found it reserved already: a run that reserved and then
+        # failed to enqueue (broker down) is retried, and the follow-on must still go.
+        # create_order is idempotent; with the broker down it waits in the outbox.
+        attempt = int(orders.get(db.database(), order_id).get("payment_attempt", 1))
+        reliability.enqueue(payment_tasks.create_order, [order_id, attempt])
     if outcome.acted and outcome.status == orders.Status.CONFIRMED:
         notification_tasks.order_event(order_id, "order_confirmed")
     if outcome.acted and outcome.status == orders.Status.REJECTED:
