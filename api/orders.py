@@ -38,7 +38,10 @@ def submit() -> Response:
             raise unavailable("mongodb", exc) from exc
         notification_tasks.trigger(order["customer_id"], "order_accepted", {"order_id": order["_id"]},
                                    key=f"{order['_id']}:order_accepted:")
-    resp = jsonify(orders.view(order, orders.events(database, order["_id"])))
+    # A new order's one event is known: no second read that could fail after the order was stored.
+    shown_events = ([{"status": "accepted", "seq": 0, "at_ms": order["created_at_ms"]}] if created
+                    else orders.events(database, order["_id"]))
+    resp = jsonify(orders.view(order, shown_events))
     resp.status_code = 202
     resp.headers["Location"] = url_for("orders.show", order_id=order["_id"])
     if not created:

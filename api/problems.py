@@ -49,9 +49,11 @@ class Problem(Exception):
 
 
 def unavailable(dependency: str, exc: BaseException) -> Problem:
+    # Not "nothing was stored": a write whose reply was lost may have landed. A retry with
+    # the same Idempotency-Key is always safe, and an order that did land is processed.
     return Problem(
         503, "service-unavailable", "A service Kirana depends on is unavailable",
-        f"{dependency} did not answer ({type(exc).__name__}); nothing was stored, try again",
+        f"{dependency} did not answer ({type(exc).__name__}); try again (with the same Idempotency-Key)",
         dependency=dependency,
     )
 

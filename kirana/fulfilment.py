@@ -32,13 +32,20 @@ class Outcome:
     reason: str | None = None
 
 
-def _claim(db: Database, order_id: str, lease_ms: int, publish: Publisher | None) -> tuple[str, dict[str, Any]] | None:
-    token = uuid.uuid4().hex
+def _claim(db: Database, order_id: str, lease_ms: int, publish: Publisher | None,
+           token: str) -> tuple[str, dict[str, Any]] | None:
     until = now_ms() + lease_ms
     claimed = orders.move(
         db, order_id, Status.ACCEPTED, Status.PROCESSING,
         fields={"claim": {"token": token, "until_ms": until}}, publish=publish,
     )
+    if claimed is None:
+        # Our own claim: a retry or redelivery of the same task (same token) carries on.
+        claimed = db[collections.ORDERS].find_one_and_update(
+            {"_id": order_id, "status": str(Status.PROCESSING), "claim.token": token},
+            {"$set": {"claim": {"token": token, "until_ms": until}, "updated_at_ms": now_ms()}},
+            return_document=ReturnDocument.AFTER,
+        )
     if claimed is None:
         # Take over a processing order whose lease has run out (its worker died).
         # This is not a new status, so it records no event.
@@ -89,7 +96,7 @@ def _reject(
 
 
 def process_order(db: Database, order_id: str, *, lease_ms: int, pay_within_ms: int,
-                  publish: Publisher | None = None) -> Outcome:
+                  publish: Publisher | None = None, claim_token: str | None = None) -> Outcome:
     """Take an accepted order to confirmed (cash on delivery), reserved (to be paid online) or rejected."""
     order = orders.get(db, order_id)
     if order["status"] == Status.CONFIRMED:
@@ -98,9 +105,12 @@ def process_order(db: Database, order_id: str, *, lease_ms: int, pay_within_ms: 
         _settle_holds(db, order)
         return Outcome(order_id, order["status"], acted=False)
     if order["status"] not in {Status.ACCEPTED, Status.PROCESSING}:
+        # A run that moved the order but failed before writing the event: write it now.
+        orders.ensure_current_event(db, order)
         return Outcome(order_id, order["status"], acted=False)
 
-    claimed = _claim(db, order_id, lease_ms, publish)
+    # The task id as token: a retry or redelivery of the same message keeps its claim.
+    claimed = _claim(db, order_id, lease_ms, publish, claim_token or uuid.uuid4().hex)
     if claimed is None:
         return Outcome(order_id, orders.get(db, order_id)["status"], acted=False)
     token, order = claimed

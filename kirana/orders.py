@@ -223,6 +223,16 @@ def place(
     return doc, True
 
 
+_PER_ATTEMPT = frozenset({Status.RESERVED, Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED})
+
+
+def ensure_current_event(db: Database, order: Mapping[str, Any]) -> None:
+    """Record the event of the order's current status if a failed run moved it without one (idempotent)."""
+    status = Status(order["status"])
+    attempt = int(order.get("payment_attempt", 1)) if status in _PER_ATTEMPT else None
+    record_event(db, order["_id"], status, int(order.get("updated_at_ms", now_ms())), attempt=attempt)
+
+
 def withdraw(db: Database, order_id: str) -> bool:
     """Remove an order that was accepted but could not be enqueued.
 

@@ -33,7 +33,9 @@ def _send_when_due(nid: str, due_at_ms: int) -> None:
     if due_at_ms > notifications.now_ms() + 1000:
         outbox.add(db.database(), "notifications.deliver", [nid], due_at_ms=due_at_ms, reason="due_later")
     else:
-        deliver.delay(nid)
+        from tasks.reliability import enqueue
+
+        enqueue(deliver, [nid])
 
 
 @app.task(name="notifications.deliver", base=NotificationTask, soft_time_limit=20, time_limit=30)

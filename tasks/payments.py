@@ -7,6 +7,7 @@ from kirana.clock import now_ms
 from kirana.config import settings
 from kirana.gateway import GatewayUnavailable, Razorpay
 from tasks import notifications as notification_tasks
+from tasks import reliability
 from tasks.app import app
 from tasks.base import TRANSIENT, KiranaTask, publish_order_update
 from tasks.reliability import run_once
@@ -38,7 +39,7 @@ def capture(payment_id: str) -> str:
     result = payments.capture(db.database(), Razorpay(), payment_id, lease_ms=CAPTURE_LEASE_MS,
                               publish=publish_order_update)
     if result.settled and result.settled.refund:
-        refund.delay(payment_id)
+        reliability.enqueue(refund, [payment_id])
     order_id = payment_id.rsplit(":p", 1)[0]
     if result.settled and result.settled.order_status == "confirmed":
         notification_tasks.order_event(order_id, "order_confirmed")

@@ -44,7 +44,7 @@ def _order(stack, customer: Client, method: str = "upi", qty: int = 2, **extra: 
     return resp.json()["id"], product
 
 
-def _wait(customer: Client, order_id: str, status: str, timeout: float = 20.0, attempt: int | None = None) -> dict:
+def _wait(customer: Client, order_id: str, status: str, timeout: float = 40.0, attempt: int | None = None) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         order = customer.order(order_id)
