@@ -10,6 +10,7 @@ reservations are idempotent per order (see kirana.stock).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -109,11 +110,26 @@ def process_order(db: Database, order_id: str, *, lease_ms: int, pay_within_ms: 
         orders.ensure_current_event(db, order)
         return Outcome(order_id, order["status"], acted=False)
 
-    # The task id as token: a retry or redelivery of the same message keeps its claim.
+    # A fresh token per run: two deliveries of one message must not share a claim.
     claimed = _claim(db, order_id, lease_ms, publish, claim_token or uuid.uuid4().hex)
     if claimed is None:
         return Outcome(order_id, orders.get(db, order_id)["status"], acted=False)
     token, order = claimed
+    try:
+        return _fulfil(db, order, token, publish, pay_within_ms)
+    except Exception:
+        # Failing (a transient error the task retries): give the claim up at once, so
+        # the retry need not wait for the lease to run out. Best effort: if this write
+        # fails too, the lease expires and the stuck-order sweep re-enqueues the order.
+        with contextlib.suppress(Exception):
+            db[collections.ORDERS].update_one({"_id": order_id, "status": str(Status.PROCESSING),
+                                               "claim.token": token}, {"$set": {"claim.until_ms": 0}})
+        raise
+
+
+def _fulfil(db: Database, order: dict[str, Any], token: str, publish: Publisher | None,
+            pay_within_ms: int) -> Outcome:
+    order_id = order["_id"]
 
     if db[collections.STORES].find_one({"_id": order["store_id"]}, {"_id": 1}) is None:
         return _reject(db, order, token, RejectReason.UNKNOWN_STORE, {"store_id": order["store_id"]}, publish=publish)

@@ -23,13 +23,12 @@ LEASE_MS = 2 * HARD_LIMIT_S * 1000
 SWEEP_BATCH = 500
 
 
-@app.task(name="orders.process", base=KiranaTask, bind=True, soft_time_limit=SOFT_LIMIT_S,
-          time_limit=HARD_LIMIT_S)
-def process(self: KiranaTask, order_id: str) -> str:
+@app.task(name="orders.process", base=KiranaTask, soft_time_limit=SOFT_LIMIT_S, time_limit=HARD_LIMIT_S)
+def process(order_id: str) -> str:
     try:
         outcome = fulfilment.process_order(db.database(), order_id, lease_ms=LEASE_MS,
                                            pay_within_ms=settings().payment_expiry_s * 1000,
-                                           publish=publish_order_update, claim_token=self.request.id)
+                                           publish=publish_order_update)
     except orders.OrderNotFound:
         # Withdrawn by the API after a failed enqueue whose message got through.
         log.warning("order %s not found; nothing to do", order_id)
