@@ -280,3 +280,32 @@ def test_a_client_that_never_reads_does_not_hold_up_the_others(stack, customer) 
             closed = True
     slow.close()
     assert closed, "the server kept a client that never reads"
+
+
+def test_the_whole_delivery_reaches_the_customers_socket_in_order(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    # Given a confirmed order with a rider assigned, watched by its customer from the start.
+    staff = stack.user(Role.STORE_STAFF, store_id=STORE)
+    rider = stack.user(Role.RIDER)
+    product = _in_stock(stack)
+    order_id = customer.submit({"store_id": STORE, "payment_method": "cod",
+                                "items": [{"sku": product["sku"], "qty": 1}]}).json()["id"]
+    with _connect(stack, order_id, _token(customer)) as ws:
+        seen = [e["status"] for e in _recv(ws)["order"]["events"]]
+        while seen[-1] != "confirmed":
+            seen.append(_recv(ws)["status"])
+        staff.http.post(staff.url(f"/api/v1/deliveries/{order_id}/assign"), json={"rider_id": rider.user_id},
+                        timeout=10)
+
+        # When the rider picks it up, shares where they are, and hands it over.
+        rider.http.post(rider.url(f"/api/v1/deliveries/{order_id}/pickup"), timeout=10)
+        rider.http.post(rider.url(f"/api/v1/deliveries/{order_id}/location"), json={"lat": 18.5, "lng": 73.8},
+                        timeout=10)
+        rider.http.post(rider.url(f"/api/v1/deliveries/{order_id}/delivered"), timeout=10)
+        messages = []
+        while not messages or messages[-1].get("status") != "delivered":
+            messages.append(_recv(ws))
+
+    # Then the socket told the whole story, in order, with the location in between.
+    assert seen == ["accepted", "processing", "confirmed"]
+    assert [m.get("status", m["type"]) for m in messages] == ["out_for_delivery", "location", "delivered"]
+    assert (messages[1]["lat"], messages[1]["lng"]) == (18.5, 73.8)
