@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_runner_starts_everything_serves_an_order_and_stops_everything(tmp_path: Path) -> None:
-    ports = {name: servers.free_port() for name in ("redis", "mongo", "api", "flower", "razorpay", "messaging",
+    ports = {name: servers.free_port() for name in ("redis", "mongo", "api", "ws", "flower", "razorpay", "messaging",
                                                      "smtp", "mailbox")}
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "MONGO_URL", "MONGO_DB", "RAZORPAY_BASE_URL"}}
     env.update({
@@ -27,7 +27,8 @@ def test_the_runner_starts_everything_serves_an_order_and_stops_everything(tmp_p
         "KIRANA_STACK_RAZORPAY_PORT": str(ports["razorpay"]),
         "SMS_BASE_URL": f"http://127.0.0.1:{ports['messaging']}", "PUSH_BASE_URL": f"http://127.0.0.1:{ports['messaging']}",
         "SMTP_PORT": str(ports["smtp"]), "KIRANA_STACK_MAILBOX_HTTP_PORT": str(ports["mailbox"]),
-        "API_PORT": str(ports["api"]), "FLOWER_PORT": str(ports["flower"]), "KIRANA_DATA_DIR": str(tmp_path),
+        "API_PORT": str(ports["api"]), "WS_PORT": str(ports["ws"]), "FLOWER_PORT": str(ports["flower"]),
+        "KIRANA_DATA_DIR": str(tmp_path),
         "KIRANA_POOL_ORDERS_CONCURRENCY": "1", "KIRANA_POOL_PAYMENTS_CONCURRENCY": "1",
         "KIRANA_POOL_WEBHOOKS_CONCURRENCY": "1", "KIRANA_POOL_NOTIFICATIONS_CONCURRENCY": "1",
     })
