@@ -29,13 +29,7 @@ class SandboxConfig:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> SandboxConfig:
         """Environment values, then `overrides` (flags) that are not None, on top of the defaults."""
-        env = dict(os.environ) if env is None else env
-        values: dict[str, Any] = {}
-        for name, var, kind in _ENV:
-            if env.get(var):
-                values[name] = kind(env[var])
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        cfg = cls(**values)
+        cfg = cls(**settings_from(_ENV, env, overrides))
         cfg.validate()
         return cfg
 
@@ -72,3 +66,11 @@ _ENV: list[tuple[str, str, type]] = [
     ("host", "SANDBOX_HOST", str),
     ("port", "SANDBOX_PORT", int),
 ]
+
+
+def settings_from(spec: Any, env: dict[str, str] | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """(field, variable, type) specs read from `env` (os.environ by default), then non-None `overrides`."""
+    env = dict(os.environ) if env is None else env
+    values: dict[str, Any] = {name: kind(env[var]) for name, var, kind in spec if env.get(var)}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return values

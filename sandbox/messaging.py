@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hmac
 import logging
-import os
 import secrets
 import sys
 import threading
@@ -40,6 +39,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from sandbox.config import settings_from
 from sandbox.serve import serve
 
 log = logging.getLogger("sandbox.messaging")
@@ -73,14 +73,9 @@ class MessagingConfig:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> MessagingConfig:
         """Environment (SMS_API_KEY, PUSH_SERVER_KEY, MESSAGING_HOST, MESSAGING_PORT), then flags."""
-        env = dict(os.environ) if env is None else env
-        values: dict[str, Any] = {}
-        for name, var, kind in (("sms_api_key", "SMS_API_KEY", str), ("push_server_key", "PUSH_SERVER_KEY", str),
-                                ("host", "MESSAGING_HOST", str), ("port", "MESSAGING_PORT", int)):
-            if env.get(var):
-                values[name] = kind(env[var])
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        cfg = cls(**values)
+        spec = (("sms_api_key", "SMS_API_KEY", str), ("push_server_key", "PUSH_SERVER_KEY", str),
+                ("host", "MESSAGING_HOST", str), ("port", "MESSAGING_PORT", int))
+        cfg = cls(**settings_from(spec, env, overrides))
         cfg.validate()
         return cfg
 
