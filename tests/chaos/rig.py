@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import os
 import random
 import signal
 import socket
@@ -161,7 +162,8 @@ class ChaosStack:
         n = sum(w.pool == pool for w in self.workers)
         name = f"{pool}@chaos{n}.{HOST}"
         argv = worker_command(BY_NAME[pool])
-        argv[argv.index("-l") + 1] = "WARNING"
+        # KIRANA_CHAOS_WORKER_LOGLEVEL=INFO (in the test's environment) logs every task, to debug a case.
+        argv[argv.index("-l") + 1] = os.environ.get("KIRANA_CHAOS_WORKER_LOGLEVEL", "WARNING")
         argv[argv.index("-n") + 1] = name
         if concurrency is not None:
             argv[argv.index("-c") + 1] = str(concurrency)
