@@ -1,6 +1,6 @@
 """The Celery app and all of its configuration.
 
-Workers start with ``celery -A tasks.app worker -Q <queue> -n <pool>@%h``
+Workers start with ``celery -A tasks.app worker -Q <queue> -n <pool>@<pool>.%h``
 (see workers/); the API imports this module only to enqueue.
 """
 

@@ -47,7 +47,7 @@ def test_given_a_pool_when_composed_then_its_worker_service_runs_worker_command(
     expected = worker_command(pool, python="python")
 
     assert flag(command, "-Q") == ",".join(q.value for q in pool.queues)
-    assert flag(command, "-n") == f"{pool.name}@%h"
+    assert flag(command, "-n") == f"{pool.name}@{pool.name}.%h"
     assert flag(command, "-P") == pool.pool
     assert flag(command, "--prefetch-multiplier") == str(pool.prefetch_multiplier)
     assert flag(command, "-c") == str(pool.concurrency)
