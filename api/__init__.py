@@ -31,6 +31,7 @@ def create_app() -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     problems.register(app)
+    metrics.instrument(app)  # first, so refused requests are timed and counted too
     app.before_request(security.enforce)
     app.register_blueprint(health.bp)
     app.register_blueprint(orders.bp)

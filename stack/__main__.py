@@ -1,7 +1,7 @@
 """`make run`: the whole stack in the foreground; `make stop` stops one in the background.
 
     python -m stack run     redis-server, nx-27017, the Razorpay sandbox, API, WebSocket server (ws),
-                            a worker per pool, beat, Flower
+                            a worker per pool, beat, Flower, celery-exporter
     python -m stack stop    SIGTERM the stack whose pid is in var/run/stack.pid
 
 honcho supervises the processes: it multiplexes their output and, on Ctrl-C,
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -25,7 +26,9 @@ from honcho.manager import Manager
 from kirana.config import Settings, settings
 from stack import servers
 from stack.commands import (
+    EXPORTER_PYTHON,
     api_command,
+    exporter_command,
     flower_command,
     mailbox_command,
     messaging_command,
@@ -75,6 +78,7 @@ def _setup_and_announce(cfg: Settings, redis_url: str, mongo_url: str) -> None:
         f"  API      {base}   (try: curl {base}/readyz)\n"
         f"  Live     {ws_base}/ws/orders/<order id>?access_token=<token>   (WebSocket)\n"
         f"  Flower   http://127.0.0.1:{cfg.flower_port}   (user {user!r}, FLOWER_BASIC_AUTH)\n"
+        f"  Metrics  {base}/metrics   celery-exporter http://127.0.0.1:{cfg.exporter_port}/metrics\n"
         f"  Razorpay {cfg.razorpay_base_url}\n"
         f"  Redis    {redis_url}\n"
         f"  MongoDB  {mongo_url}\n"
@@ -117,9 +121,16 @@ def run() -> int:
         manager.add_process("razorpay", "exec " + shlex.join(sandbox_command(cfg, webhook_url=webhook_url)),
                             env={**env, **sandbox_env(cfg)})
 
-    manager.add_process("api", "exec " + shlex.join(api_command(cfg)), env=env)
+    # Each gunicorn worker process counts requests in files here; /metrics sums them.
+    for name in ("api", "ws"):
+        metrics_dir = run_dir / f"metrics-{name}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+    manager.add_process("api", "exec " + shlex.join(api_command(cfg)),
+                        env={**env, "PROMETHEUS_MULTIPROC_DIR": str(run_dir / "metrics-api")})
     # Live order updates (/ws/): the same app under gevent, a greenlet per socket.
-    manager.add_process("ws", "exec " + shlex.join(ws_command(cfg)), env=env)
+    manager.add_process("ws", "exec " + shlex.join(ws_command(cfg)),
+                        env={**env, "PROMETHEUS_MULTIPROC_DIR": str(run_dir / "metrics-ws")})
     for pool in POOLS:
         manager.add_process(pool.name, "exec " + shlex.join(worker_command(pool)), env=env)
     if os.environ.get("KIRANA_STACK_MESSAGING", "1") == "1":
@@ -131,6 +142,10 @@ def run() -> int:
     manager.add_process("outbox", "exec " + shlex.join(outbox_relay_command()), env=env)
     manager.add_process("beat", "exec " + shlex.join(beat_command(str(run_dir / "celerybeat-schedule"))), env=env)
     manager.add_process("flower", "exec " + shlex.join(flower_command(cfg)), env=env)
+    if EXPORTER_PYTHON.exists():
+        manager.add_process("exporter", "exec " + shlex.join(exporter_command(cfg)), env=env)
+    else:
+        print(f"celery-exporter not started: {EXPORTER_PYTHON} is missing (make exporter)", flush=True)
 
     _pid_file(cfg).write_text(str(os.getpid()))
     threading.Thread(target=_setup_and_announce, args=(cfg, redis_url, mongo_url), daemon=True).start()

@@ -16,6 +16,7 @@ from kombu import Queue as KombuQueue
 
 from beat_schedules import SCHEDULE
 from kirana.config import settings
+from tasks import telemetry  # noqa: F401  (stamps every published message with its send time)
 from tasks.queues import ROUTES, Queue, transport_options
 
 # Task modules, imported explicitly so a worker registers every task the
