@@ -92,3 +92,17 @@ def test_given_a_bad_webhook_signature_then_counted(client: FlaskClient) -> None
     assert value(after, "kirana_webhook_signature_failures_total", provider="razorpay") == \
         value(before, "kirana_webhook_signature_failures_total", provider="razorpay") + 1
     assert "kirana_outbox_backlog" in {name for name, _ in after}
+
+
+def test_given_a_scrape_then_it_exposes_every_metric_the_rules_and_dashboard_use(client: FlaskClient) -> None:
+    from tests.unit.test_monitoring import API_METRICS
+
+    client.get("/healthz")
+    client.post("/webhooks/razorpay", data=b"{}", headers={"X-Razorpay-Signature": "nope"})
+    reliability.enqueue(requeue_stuck, [1])
+    names = {name for name, _ in scrape(client)}
+    # A family with no sample yet (no dead letter in a fresh database) still declares itself.
+    for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True)):
+        names.add(family.name + {"counter": "_total", "histogram": "_bucket"}.get(family.type, ""))
+
+    assert API_METRICS <= names, API_METRICS - names
