@@ -18,6 +18,7 @@ from api import (
     problems,
     products,
     security,
+    tracing,
     users,
     webhooks,
 )
@@ -30,6 +31,7 @@ def create_app() -> Flask:
     app = Flask("kirana", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    tracing.register(app)
     problems.register(app)
     app.before_request(security.enforce)
     app.register_blueprint(health.bp)
