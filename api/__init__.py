@@ -18,6 +18,7 @@ from api import (
     problems,
     products,
     security,
+    tracing,
     users,
     webhooks,
 )
@@ -30,8 +31,9 @@ def create_app() -> Flask:
     app = Flask("kirana", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    tracing.register(app)
     problems.register(app)
-    metrics.instrument(app)  # first, so refused requests are timed and counted too
+    metrics.instrument(app)  # before security.enforce, so refused requests are timed and counted too
     app.before_request(security.enforce)
     app.register_blueprint(health.bp)
     app.register_blueprint(orders.bp)

@@ -67,6 +67,8 @@ class Settings:
     exporter_port: int = 9808
 
     data_dir: Path = field(default_factory=lambda: ROOT / "var")
+    # JSON log lines (kirana/logs.py) at this level, from the API, workers, beat and the relay.
+    log_level: str = "INFO"
 
     max_body_bytes: int = 64 * 1024
     max_order_items: int = 100
@@ -143,6 +145,7 @@ class Settings:
             api_host=_env("API_HOST", cls.api_host),
             api_port=_int("API_PORT", cls.api_port),
             api_workers=_int("API_WORKERS", cls.api_workers),
+            log_level=_env("LOG_LEVEL", cls.log_level).upper(),
             api_threads=_int("API_THREADS", cls.api_threads),
             ws_port=_int("WS_PORT", cls.ws_port),
             ws_workers=_int("WS_WORKERS", cls.ws_workers),
@@ -217,6 +220,7 @@ ENV_NAMES: dict[str, str] = {
     "flower_basic_auth": "FLOWER_BASIC_AUTH",
     "exporter_port": "EXPORTER_PORT",
     "data_dir": "KIRANA_DATA_DIR",
+    "log_level": "LOG_LEVEL",
     "max_body_bytes": "MAX_BODY_BYTES",
     "max_order_items": "MAX_ORDER_ITEMS",
     "max_item_qty": "MAX_ITEM_QTY",

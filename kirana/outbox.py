@@ -23,12 +23,15 @@ OUTBOX = "outbox"
 
 
 def add(db: Database, task: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None, *,
-        queue: str | None = None, due_at_ms: int | None = None, reason: str = "broker_unavailable") -> str:
+        queue: str | None = None, due_at_ms: int | None = None, reason: str = "broker_unavailable",
+        request_id: str | None = None) -> str:
     entry_id = new_id("obx")
     now = now_ms()
     db[OUTBOX].insert_one({
         "_id": entry_id, "task": task, "args": list(args), "kwargs": dict(kwargs or {}), "queue": queue,
         "status": "pending", "due_at_ms": due_at_ms or now, "reason": reason, "attempts": 0,
+        # Sent on with the task when the relay publishes it, to keep the request traceable.
+        "request_id": request_id,
         "created_at": utcnow(), "created_at_ms": now, "updated_at_ms": now, **concerns(args),
     })
     return entry_id

@@ -20,7 +20,7 @@ def api_command(cfg: Settings, *, port: int | None = None, app: str = "api.wsgi:
         # gthread: flask-sock's WebSockets hold one thread per open socket.
         "--worker-class", "gthread", "--workers", str(cfg.api_workers), "--threads", str(cfg.api_threads),
         "--graceful-timeout", "10", "--timeout", "30",
-        "--access-logfile", "-",
+        # No gunicorn access log: api/tracing.py logs each request as JSON, with its request id.
         # gunicorn 27's control socket lives at one path per user: two APIs on
         # one machine (tests, bench) would take it from each other.
         "--no-control-socket",

@@ -16,7 +16,10 @@ from kombu import Queue as KombuQueue
 
 from beat_schedules import SCHEDULE
 from kirana.config import settings
-from tasks import telemetry  # noqa: F401  (stamps every published message with its send time)
+from tasks import (
+    telemetry,  # noqa: F401  (stamps every published message with its send time)
+    tracing,  # noqa: F401  (connects the logging and request-id signals)
+)
 from tasks.queues import ROUTES, Queue, transport_options
 
 # Task modules, imported explicitly so a worker registers every task the
@@ -81,7 +84,8 @@ def make_celery() -> Celery:
         beat_schedule=SCHEDULE,
         timezone="Asia/Kolkata",
         enable_utc=True,
-        worker_hijack_root_logger=True,
+        # tasks/tracing.py sets up JSON logging instead (the setup_logging signal).
+        worker_hijack_root_logger=False,
     )
     return app
 

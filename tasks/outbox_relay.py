@@ -16,7 +16,8 @@ from typing import Any
 
 import pymongo.errors
 
-from kirana import db, outbox
+from kirana import db, logs, outbox
+from kirana.config import settings
 from tasks.app import app
 from tasks.reliability import BROKER_DOWN
 
@@ -31,7 +32,9 @@ def relay_once(limit: int = BATCH) -> int:
     sent = 0
     for entry in outbox.due(database, limit=limit):
         try:
-            result = app.send_task(entry["task"], args=entry["args"], kwargs=entry["kwargs"], queue=entry.get("queue"))
+            with logs.bound(request_id=entry.get("request_id")):
+                result = app.send_task(entry["task"], args=entry["args"], kwargs=entry["kwargs"],
+                                       queue=entry.get("queue"))
         except BROKER_DOWN as exc:
             outbox.note_failure(database, entry["_id"], f"{type(exc).__name__}: {exc}")
             break
@@ -41,7 +44,7 @@ def relay_once(limit: int = BATCH) -> int:
 
 
 def main(interval_s: float = 1.0) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings().log_level)
     stop = threading.Event()
 
     def _stop(*_: Any) -> None:

@@ -15,7 +15,7 @@ import kombu.exceptions
 import redis.exceptions
 from celery.signals import task_failure
 
-from kirana import db, dead_letters, locks, outbox, redis_conn
+from kirana import db, dead_letters, locks, logs, outbox, redis_conn
 from tasks.app import app
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,8 @@ def enqueue(task: celery.Task, args: Sequence[Any], kwargs: Mapping[str, Any] | 
         task.apply_async(args=list(args), kwargs=dict(kwargs or {}))
         return "enqueued"
     except BROKER_DOWN as exc:
-        outbox.add(db.database(), task.name, args, kwargs, reason=f"broker_unavailable: {type(exc).__name__}")
+        outbox.add(db.database(), task.name, args, kwargs, reason=f"broker_unavailable: {type(exc).__name__}",
+                   request_id=logs.current("request_id"))
         return "outbox"
 
 

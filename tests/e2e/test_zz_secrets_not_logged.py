@@ -24,3 +24,20 @@ def test_no_secret_appears_in_any_log_of_the_run(stack) -> None:  # type: ignore
         text = log.read_text(errors="replace")
         for name, value in secrets.items():
             assert value and value not in text, f"{name} appears in {log}"
+
+
+def test_no_card_number_or_upi_id_appears_in_kiranas_own_logs(stack) -> None:  # type: ignore[no-untyped-def]
+    """The UPI ids the payment tests pay with, and any card-number-like digit run, stay out of our logs."""
+    from kirana.logs import card_numbers
+
+    vpas = ("asha@okicici", "ravi@okaxis")
+    run_dir = Path(stack.run_dir)
+    ours = [*run_dir.glob("api.log"), *run_dir.glob("ws.log"), *run_dir.glob("worker-*.log"),
+            *run_dir.glob("outbox-relay.log")]
+    assert len(ours) >= 9, "expected the API's, the ws server's and every worker's logs"
+    for log in ours:
+        text = log.read_text(errors="replace")
+        for vpa in vpas:
+            assert vpa not in text, f"UPI id {vpa} appears in {log}"
+        digits = card_numbers(text)
+        assert not digits, f"card-number-like digits {digits[:3]} appear in {log}"
