@@ -5,7 +5,7 @@ Redis (queue lengths and ages, reserved tasks, live workers per pool) are read
 at scrape time by a collector, so every API process reports the same numbers
 and nothing is lost when a process exits. Request, enqueue and webhook
 counters are kept per process; under gunicorn (several worker processes) set
-PROMETHEUS_MULTIPROC_DIR (the stack and the image do) so a scrape sums them
+PROMETHEUS_MULTIPROC_DIR (stack/gunicorn_conf.py does) so a scrape sums them
 over every process instead of showing whichever process answered.
 The route is open, as is usual for Prometheus; nginx does not expose it publicly.
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import signal
 import sys
 import threading
@@ -121,16 +120,10 @@ def run() -> int:
         manager.add_process("razorpay", "exec " + shlex.join(sandbox_command(cfg, webhook_url=webhook_url)),
                             env={**env, **sandbox_env(cfg)})
 
-    # Each gunicorn worker process counts requests in files here; /metrics sums them.
-    for name in ("api", "ws"):
-        metrics_dir = run_dir / f"metrics-{name}"
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
-    manager.add_process("api", "exec " + shlex.join(api_command(cfg)),
-                        env={**env, "PROMETHEUS_MULTIPROC_DIR": str(run_dir / "metrics-api")})
+    # stack/gunicorn_conf.py gives each gunicorn its own metrics directory (/metrics sums its workers).
+    manager.add_process("api", "exec " + shlex.join(api_command(cfg)), env=env)
     # Live order updates (/ws/): the same app under gevent, a greenlet per socket.
-    manager.add_process("ws", "exec " + shlex.join(ws_command(cfg)),
-                        env={**env, "PROMETHEUS_MULTIPROC_DIR": str(run_dir / "metrics-ws")})
+    manager.add_process("ws", "exec " + shlex.join(ws_command(cfg)), env=env)
     for pool in POOLS:
         manager.add_process(pool.name, "exec " + shlex.join(worker_command(pool)), env=env)
     if os.environ.get("KIRANA_STACK_MESSAGING", "1") == "1":

@@ -15,7 +15,7 @@ def _bin(name: str) -> str:
 def api_command(cfg: Settings, *, port: int | None = None, app: str = "api.wsgi:app") -> list[str]:
     return [
         _bin("gunicorn"), app,
-        "--config", "python:api.gunicorn_conf",
+        "--config", "python:stack.gunicorn_conf",
         "--bind", f"{cfg.api_host}:{port or cfg.api_port}",
         # gthread: flask-sock's WebSockets hold one thread per open socket.
         "--worker-class", "gthread", "--workers", str(cfg.api_workers), "--threads", str(cfg.api_threads),
@@ -43,7 +43,7 @@ def ws_command(cfg: Settings, port: int | None = None, *, app: str = "api.wsgi:a
     """
     return [
         _bin("gunicorn"), app,
-        "--config", "python:api.gunicorn_conf",
+        "--config", "python:stack.gunicorn_conf",
         "--bind", f"{cfg.api_host}:{port or ws_port(cfg)}",
         "--worker-class", "gevent", "--workers", str(cfg.ws_workers),
         "--worker-connections", str(cfg.ws_worker_connections),

@@ -64,6 +64,9 @@ SCALING: dict[str, Scaling] = {
     "backups": Scaling(1, 1, 1, "500m", "512Mi"),
     "notifications": Scaling(1, 6, 50, "500m", "512Mi"),
     "audit": Scaling(1, 2, 50, "500m", "512Mi"),
+    # Queues the mobile work adds (briefs/names.md); used once their pools are in POOLS.
+    "sync": Scaling(1, 6, 20, "500m", "512Mi"),
+    "analytics": Scaling(1, 2, 50, "500m", "512Mi"),
 }
 
 LABELS = {"app.kubernetes.io/name": "kirana", "app.kubernetes.io/part-of": "kirana"}

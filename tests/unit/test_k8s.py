@@ -46,8 +46,8 @@ def test_given_a_new_pool_then_the_checked_in_file_is_stale_until_regenerated(
 
 
 def test_given_a_pool_without_scaling_bounds_then_the_generator_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(k8s, "POOLS", (*POOLS, Pool("analytics", (Queue.AUDIT,), "prefork", 1)))
-    with pytest.raises(SystemExit, match="analytics"):
+    monkeypatch.setattr(k8s, "POOLS", (*POOLS, Pool("nonesuch", (Queue.AUDIT,), "prefork", 1)))
+    with pytest.raises(SystemExit, match="nonesuch"):
         k8s.render()
 
 

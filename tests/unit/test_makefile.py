@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make missing")
 
-KEPT = ("install run stop test test-unit test-e2e lint fmt seed db-indexes audit-verify health dead-letters "
-        "chaos bench lock clean").split()
+KEPT = ["install", "run", "stop", "test", "test-unit", "test-e2e", "lint", "fmt", "seed", "db-indexes",
+        "audit-verify", "health", "dead-letters", "chaos", "bench", "lock", "clean"]
 GROUPS = {
     "Setup": {"install", "exporter", "tools"},
     "Development": {"run", "stop", "logs"},

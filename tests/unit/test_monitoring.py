@@ -273,3 +273,7 @@ def test_given_grafana_provisioning_then_it_points_at_prometheus_and_the_dashboa
             assert panel["datasource"]["uid"] == datasource["uid"]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
 
+
+
+def test_given_the_readme_then_it_links_the_deploy_guide() -> None:
+    assert "(docs/deploy.md)" in (ROOT / "README.md").read_text()
