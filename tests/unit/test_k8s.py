@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +19,7 @@ from workers.pools import POOLS, Pool
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 
 
+@functools.cache
 def all_docs() -> list[dict[str, Any]]:
     docs = []
     for path in sorted(K8S.glob("*.yaml")):

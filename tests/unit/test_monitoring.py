@@ -134,8 +134,9 @@ def test_given_a_broken_rule_then_the_unit_tests_fail(tmp_path: Path) -> None:
     shutil.copytree(PROM / "tests", tmp_path / "tests")
     rule_file = tmp_path / "rules" / "kirana.yml"
     text = rule_file.read_text()
-    assert "expr: kirana_pool_workers == 0" in text
-    rule_file.write_text(text.replace("expr: kirana_pool_workers == 0", "expr: kirana_pool_workers == 1"))
+    broken = "max by (pool) (kirana_pool_workers) == 0"
+    assert broken in text
+    rule_file.write_text(text.replace(broken, "max by (pool) (kirana_pool_workers) == 1"))
 
     result = run("promtool", "test", "rules", "tests/kirana_test.yml", cwd=tmp_path)
 
