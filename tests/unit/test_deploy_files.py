@@ -89,6 +89,16 @@ def test_given_compose_then_no_service_consumes_an_unknown_queue(compose: str) -
 
 
 @pytest.mark.parametrize("compose", COMPOSE_FILES)
+def test_given_compose_then_every_queue_is_consumed(compose: str) -> None:
+    consumed = set()
+    for svc in services(compose).values():
+        command = svc.get("command")
+        if isinstance(command, list) and "-Q" in command:
+            consumed |= set(flag(command, "-Q").split(","))
+    assert consumed == QUEUE_NAMES
+
+
+@pytest.mark.parametrize("compose", COMPOSE_FILES)
 def test_given_compose_then_exactly_one_beat_runs(compose: str) -> None:
     svcs = services(compose)
     beats = [name for name, svc in svcs.items() if "beat" in (svc.get("command") or [])]
