@@ -23,8 +23,11 @@ from pathlib import Path
 
 from kirana.config import Settings, settings
 
-# Collections never dumped: a lease restored as held would block every migration runner.
-SKIPPED = frozenset({"migrations_lock"})
+# Collections never dumped (nor counted when restore asks whether a database is
+# empty): a migrations lease restored as held would block every runner, and
+# the catalog of runs describes the files, not the data (a restored copy would
+# show this very run as still running).
+SKIPPED = frozenset({"migrations_lock", "backups"})
 
 
 def backup_root(cfg: Settings | None = None) -> Path:

@@ -48,7 +48,8 @@ def fail(db: Database, backup_id: str, error: str) -> None:
 def verified(db: Database, backup_id: str, *, ok: bool, detail: list[str]) -> None:
     at = now_ms()
     db[BACKUPS].update_one({"_id": backup_id}, {"$set": {
-        "verified_at_ms": at, "verified_ok": ok, "verify_detail": detail[:50], "updated_at_ms": at}})
+        # A string, not a bool: nx-27017 was seen to store a $set False as 0.
+        "verified_at_ms": at, "verify": "ok" if ok else "failed", "verify_detail": detail[:50], "updated_at_ms": at}})
 
 
 def pruned(db: Database, backup_id: str) -> None:

@@ -20,6 +20,7 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo.database import Database
 
+from kirana.backups import SKIPPED
 from kirana.backups import manifest as manifests
 from kirana.backups.dump import BATCH
 
@@ -51,7 +52,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 def non_empty_collections(db: Database) -> list[str]:
     return [name for name in sorted(db.list_collection_names())
-            if not name.startswith("system.") and db[name].find_one({}, {"_id": 1}) is not None]
+            if not name.startswith("system.") and name not in SKIPPED and db[name].find_one({}, {"_id": 1}) is not None]
 
 
 def create_indexes(db: Database, collection: str, specs: list[dict[str, Any]]) -> None:
