@@ -12,7 +12,6 @@ from pathlib import Path
 import bson
 import pytest
 from bson import json_util
-from bson.raw_bson import RawBSONDocument
 
 from kirana import db as collections
 from kirana.backups import catalog, jobs, manifest, restore

@@ -10,7 +10,6 @@ from migrations.steps import index
 from migrations.versions import STEPS
 
 
-
 def _code_indexes() -> set[tuple[str, tuple[tuple[str, int], ...], bool]]:
     return {(collection, tuple(keys), bool(options.get("unique", False))) for collection, keys, options in db.INDEXES}
 
