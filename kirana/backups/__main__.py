@@ -74,6 +74,9 @@ def _restore(backup: str, into: str, drop: bool) -> int:
     path = jobs.find(backup)
     total = manifest.read(path)["documents"]
     target = db.client()[into]
+    if not drop and (occupied := restore.non_empty_collections(target)):
+        raise restore.TargetNotEmpty(f"database {into} is not empty ({', '.join(occupied[:5])}); "
+                                     "restore --drop to overwrite the backup's collections")
     with tqdm(total=total, desc=f"restore into {into}", unit=" docs", unit_scale=True, file=sys.stderr) as bar:
         restored = restore.restore(path, target, drop=drop, progress=bar.update)
     _audit("backup.restored", path.name, into=into, drop=drop, documents=sum(restored.values()))
