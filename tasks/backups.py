@@ -11,10 +11,11 @@ from tasks.app import app
 from tasks.base import KiranaTask
 from tasks.reliability import run_once
 
-# Under the backups queue's visibility timeout (3600 s, tasks/queues.py), so a
-# long dump is never handed to a second worker while the first still runs.
-SOFT_LIMIT_S = 3000
-HARD_LIMIT_S = 3300
+# Under the backups queue's visibility timeout (3600 s, tasks/queues.py) less its
+# longest retry countdown (300 s), so a long dump is never handed to a second
+# worker while the first still runs.
+SOFT_LIMIT_S = 2900
+HARD_LIMIT_S = 3200
 
 
 @app.task(name="backups.run", base=KiranaTask, soft_time_limit=SOFT_LIMIT_S, time_limit=HARD_LIMIT_S)
