@@ -6,7 +6,10 @@ import dataclasses
 import datetime as dt
 import gzip
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import bson
@@ -15,7 +18,7 @@ from bson import json_util
 
 from kirana import db as collections
 from kirana.backups import catalog, jobs, manifest, restore
-from kirana.config import Settings, settings
+from kirana.config import ROOT, Settings, settings
 
 
 @pytest.fixture
@@ -160,3 +163,31 @@ def test_prune_keeps_exactly_what_retention_says(database, cfg: Settings) -> Non
     # daily=2: the 28th and 27th; weekly=1: the week of the 23rd, whose newest is the 28th.
     assert sorted(b.backup_id for b in jobs.on_disk(cfg)) == ["20261127T130000Z-test", "20261128T130000Z-test"]
     assert sorted(removed) == sorted(set(made) - {"20261127T130000Z-test", "20261128T130000Z-test"})
+
+
+def _cli(database, backup_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "MONGO_DB": database.name, "BACKUP_DIR": str(backup_dir)}
+    return subprocess.run([sys.executable, "-m", "kirana.backups", *args], check=False, cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_runs_lists_verifies_restores_and_audits(database, tmp_path: Path) -> None:
+    _populate(database)
+    copy = database.client[f"{database.name}_copy"]
+    try:
+        ran = _cli(database, tmp_path, "run")
+        backup_id = ran.stdout.split(":")[0]
+        listed = _cli(database, tmp_path, "list")
+        verified = _cli(database, tmp_path, "verify")
+        refused = _cli(database, tmp_path, "restore", "latest", "--into", database.name)
+        restored = _cli(database, tmp_path, "restore", backup_id, "--into", copy.name)
+
+        assert ran.returncode == 0 and "2507 documents" in ran.stdout, ran.stderr
+        assert listed.returncode == 0 and backup_id in listed.stdout
+        assert verified.returncode == 0 and "match" in verified.stdout
+        assert refused.returncode == 1 and "not empty" in refused.stderr
+        assert restored.returncode == 0 and copy["orders"].count_documents({}) == 2500
+        actions = [e["action"] for e in database["audit_log"].find({}).sort("seq", 1)]
+        assert actions == ["backup.completed", "backup.verified", "backup.restored"]
+    finally:
+        database.client.drop_database(copy.name)
