@@ -191,3 +191,21 @@ def test_the_cli_runs_lists_verifies_restores_and_audits(database, tmp_path: Pat
         assert actions == ["backup.completed", "backup.verified", "backup.restored"]
     finally:
         database.client.drop_database(copy.name)
+
+
+def test_a_failed_backup_is_recorded_and_shown_by_metrics(mongo_server: str, tmp_path: Path) -> None:
+    from api import create_app
+
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    cfg = dataclasses.replace(settings(), backup_dir=str(blocked))
+    suite_db = collections.database()  # the database the API's /metrics reads
+
+    with pytest.raises(OSError):
+        jobs.run(suite_db, by="test", reason="test", cfg=cfg)
+    metrics = create_app().test_client().get("/metrics").get_data(as_text=True)
+
+    failed = catalog.last(suite_db, catalog.FAILED)
+    assert failed["error"].startswith(("FileExistsError", "NotADirectoryError"))
+    line = next(m for m in metrics.splitlines() if m.startswith("kirana_backup_last_failure_timestamp_seconds "))
+    assert float(line.split()[1]) == failed["finished_at_ms"] / 1000
