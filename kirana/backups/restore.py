@@ -22,7 +22,7 @@ from pymongo.database import Database
 
 from kirana.backups import SKIPPED
 from kirana.backups import manifest as manifests
-from kirana.backups.dump import BATCH
+from kirana.backups.dump import BATCH, split_documents
 
 RAW = CodecOptions(document_class=RawBSONDocument)
 # Index options worth carrying over; the rest (v, ns, background) describe the old server.
@@ -113,13 +113,6 @@ def content_sha256(db: Database, collection: str) -> tuple[int, str]:
     count = 0
     for batch in db[collection].find_raw_batches({}, sort=[("_id", 1)], batch_size=BATCH):
         digest.update(batch)
-        count += sum(1 for _ in _lengths(batch))
+        count += sum(1 for _ in split_documents(batch))
     return count, digest.hexdigest()
 
-
-def _lengths(batch: bytes) -> Iterator[int]:
-    at = 0
-    while at < len(batch):
-        size = int.from_bytes(batch[at:at + 4], "little")
-        yield size
-        at += size
