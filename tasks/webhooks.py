@@ -19,7 +19,8 @@ def handle(event_id: str) -> str:
     return _handle(event_id)
 
 
-@app.task(name="webhooks.handle_many", base=KiranaTask, soft_time_limit=50, time_limit=60)
+# Under the webhooks queue's 60 s visibility timeout, or a slow batch would be delivered twice.
+@app.task(name="webhooks.handle_many", base=KiranaTask, soft_time_limit=40, time_limit=50)
 def handle_many(event_ids: list[str]) -> dict[str, int]:
     """The events one group commit stored (api/webhooks.py), in arrival order.
 
