@@ -7,6 +7,7 @@ from flask import Flask
 from api import (
     audit,
     auth,
+    backups,
     dead_letters,
     deliveries,
     health,
@@ -49,4 +50,5 @@ def create_app() -> Flask:
     app.register_blueprint(live.bp)
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(notifications.bp)
+    app.register_blueprint(backups.bp)
     return app

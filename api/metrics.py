@@ -28,10 +28,12 @@ from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from pymongo.database import Database
 
 from api.health import STALL_AFTER_S
 from api.security import public
 from kirana import db, dead_letters, liveness, outbox, redis_conn
+from kirana.backups import catalog as backup_catalog
 from kirana.config import settings
 from tasks.queues import Queue
 from tasks.telemetry import SENT_AT_HEADER
@@ -55,6 +57,31 @@ class StoreCollector:
             return  # a scrape during an outage shows the series missing, not zero
         yield letters
         yield backlog
+        yield from _backup_metrics(database)
+
+
+def _backup_metrics(database: Database) -> Iterator[Metric]:
+    """The last backup runs, from the catalog (kirana.backups.catalog); absent until the first run."""
+    try:
+        ok = backup_catalog.last(database, backup_catalog.SUCCEEDED)
+        failed = backup_catalog.last(database, backup_catalog.FAILED)
+    except pymongo.errors.PyMongoError:
+        return
+    if ok is not None:
+        yield _gauge("kirana_backup_last_success_timestamp_seconds", "When the last successful backup finished",
+                     ok["finished_at_ms"] / 1000)
+        yield _gauge("kirana_backup_last_duration_seconds", "How long the last successful backup took",
+                     ok.get("duration_ms", 0) / 1000)
+        yield _gauge("kirana_backup_last_size_bytes", "Size on disk of the last successful backup", ok.get("bytes", 0))
+    if failed is not None:
+        yield _gauge("kirana_backup_last_failure_timestamp_seconds", "When the last failed backup gave up",
+                     failed["finished_at_ms"] / 1000)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(name, documentation)
+    gauge.add_metric([], value)
+    return gauge
 
 
 def _oldest_age_s(raw: str | None, now: float) -> float:

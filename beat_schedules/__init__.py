@@ -32,4 +32,21 @@ SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute="*"),
         "options": {"expires": 55.0},
     },
+    # Daily backup at 02:30 IST (beat's timezone), then verify and prune
+    # after it; run-once, so an overlapping manual run is skipped, not doubled.
+    "backups-run-daily": {
+        "task": "backups.run",
+        "schedule": crontab(minute=30, hour=2),
+        "options": {"expires": 3000.0},
+    },
+    "backups-verify-daily": {
+        "task": "backups.verify",
+        "schedule": crontab(minute=30, hour=4),
+        "options": {"expires": 3000.0},
+    },
+    "backups-prune-daily": {
+        "task": "backups.prune",
+        "schedule": crontab(minute=45, hour=4),
+        "options": {"expires": 3000.0},
+    },
 }

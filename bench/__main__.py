@@ -1,5 +1,5 @@
-"""`python -m bench [--only orders|webhooks|sockets|all] [--orders N] [--webhooks N] [--sockets N]
-[--concurrency C] [--warmup W]`.
+"""`python -m bench [--only orders|webhooks|sockets|backups|all] [--orders N] [--webhooks N] [--sockets N]
+[--backup-docs N] [--disk-mb M] [--concurrency C] [--warmup W]`.
 
 What `make bench` runs (BENCH_ARGS="--only webhooks" passes flags).
 """
@@ -40,9 +40,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and submit->confirmed latency; then accepted events/s and latency of POST /webhooks/razorpay; "
         "on private servers started for the run.",
     )
-    parser.add_argument("--only", choices=("orders", "webhooks", "sockets", "all"), default="all",
+    parser.add_argument("--only", choices=("orders", "webhooks", "sockets", "backups", "all"), default="all",
                         help="which phases: orders (and the bare route), webhooks, sockets (live order updates "
-                        "over WebSockets), or all (default)")
+                        "over WebSockets), backups (backup and restore throughput beside the disk's write speed), "
+                        "or all (default)")
+    parser.add_argument("--backup-docs", type=_positive, default=1_000_000,
+                        help="documents in the collection the backups phase dumps and restores (1000000)")
+    parser.add_argument("--disk-mb", type=_positive, default=1024,
+                        help="MB the backups phase writes (and fsyncs) to measure the disk (1024)")
     parser.add_argument("--orders", type=_positive, default=2000, help="measured requests per phase (2000)")
     parser.add_argument("--webhooks", type=_positive, default=5000, help="measured webhook events (5000)")
     parser.add_argument("--sockets", type=_positive, default=1000,
@@ -84,12 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     stop = threading.Event()
     try:
+        from bench.backups import run_phase as run_backups
         from bench.run import Options, run
 
+        if args.only == "backups":
+            return run_backups(tmp, args.backup_docs, args.disk_mb, args.seed)
         opts = Options(orders=args.orders, concurrency=args.concurrency, warmup=args.warmup, seed=args.seed,
                        only=args.only, webhooks=args.webhooks, webhooks_worker=args.webhooks_worker,
                        breakdown=args.breakdown, client=args.client, sockets=args.sockets)
-        return run(opts, tmp, redis_port, mongo_port, stop)
+        failed = run(opts, tmp, redis_port, mongo_port, stop)
+        if args.only == "all":
+            print(flush=True)
+            failed |= run_backups(tmp, args.backup_docs, args.disk_mb, args.seed)
+        return failed
     except KeyboardInterrupt:
         print("\n[bench] interrupted; everything it started is stopped", file=sys.stderr)
         return 130

@@ -134,6 +134,12 @@ class Settings:
     notify_per_recipient_per_hour: int = 30
     notify_per_provider_per_second: int = 50
 
+    # Backups (kirana.backups): where they go ("" means <KIRANA_DATA_DIR>/backups)
+    # and how many prune keeps: the newest of each of the last N days and M weeks.
+    backup_dir: str = ""
+    backup_keep_daily: int = 7
+    backup_keep_weekly: int = 4
+
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
@@ -198,6 +204,9 @@ class Settings:
             notify_timeout_s=_float("NOTIFY_TIMEOUT_S", cls.notify_timeout_s),
             notify_per_recipient_per_hour=_int("NOTIFY_PER_RECIPIENT_PER_HOUR", cls.notify_per_recipient_per_hour),
             notify_per_provider_per_second=_int("NOTIFY_PER_PROVIDER_PER_SECOND", cls.notify_per_provider_per_second),
+            backup_dir=_env("BACKUP_DIR", cls.backup_dir),
+            backup_keep_daily=_int("BACKUP_KEEP_DAILY", cls.backup_keep_daily),
+            backup_keep_weekly=_int("BACKUP_KEEP_WEEKLY", cls.backup_keep_weekly),
         )
 
 
@@ -264,6 +273,9 @@ ENV_NAMES: dict[str, str] = {
     "notify_timeout_s": "NOTIFY_TIMEOUT_S",
     "notify_per_recipient_per_hour": "NOTIFY_PER_RECIPIENT_PER_HOUR",
     "notify_per_provider_per_second": "NOTIFY_PER_PROVIDER_PER_SECOND",
+    "backup_dir": "BACKUP_DIR",
+    "backup_keep_daily": "BACKUP_KEEP_DAILY",
+    "backup_keep_weekly": "BACKUP_KEEP_WEEKLY",
 }
 assert set(ENV_NAMES) == {f.name for f in fields(Settings)}
 

@@ -61,6 +61,8 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     # Notifications and deliveries.
     ("notification_attempts", [("notification_id", 1)], {}),
     ("delivery_locations", [("order_id", 1), ("at_ms", 1)], {}),
+    # Backups catalog (kirana.backups.catalog): the last success/failure for /metrics.
+    ("backups", [("status", 1), ("finished_at_ms", 1)], {}),
 ]
 
 

@@ -41,6 +41,7 @@ MATRIX: Mapping[str, frozenset[Role]] = {
     "deliveries:ride": frozenset({Role.RIDER}),
     "notifications:read": EVERYONE,  # one's own inbox and preferences
     "users:manage": frozenset({Role.ADMIN}),
+    "backups:manage": frozenset({Role.OPS, Role.ADMIN}),
 }
 
 # What a role that still owes two-factor may do: enrol, and leave.
