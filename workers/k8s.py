@@ -52,6 +52,8 @@ class Scaling:
     list_length: int
     cpu: str
     memory: str
+    # A PersistentVolumeClaim mounted at BACKUP_DIR (config.yaml), for the pool that writes backups.
+    backup_volume: bool = False
 
 
 SCALING: dict[str, Scaling] = {
@@ -61,7 +63,7 @@ SCALING: dict[str, Scaling] = {
     "search": Scaling(1, 4, 50, "500m", "512Mi"),
     "leaderboards": Scaling(1, 2, 5, "500m", "512Mi"),
     # One backup at a time: a second replica would only wait on the run-once lock.
-    "backups": Scaling(1, 1, 1, "500m", "512Mi"),
+    "backups": Scaling(1, 1, 1, "500m", "512Mi", backup_volume=True),
     "notifications": Scaling(1, 6, 50, "500m", "512Mi"),
     "audit": Scaling(1, 2, 50, "500m", "512Mi"),
     # Queues the mobile work adds (briefs/names.md); used once their pools are in POOLS.
@@ -94,10 +96,13 @@ def grace_seconds(pool: Pool) -> int:
     return longest + SOFT_SHUTDOWN_S + 10
 
 
+BACKUP_DIR = "/backups"  # the same as BACKUP_DIR in deploy/k8s/config.yaml
+
+
 def deployment(pool: Pool, scaling: Scaling) -> dict[str, Any]:
     labels = {**LABELS, "app.kubernetes.io/component": "worker", "kirana/pool": pool.name}
     node = node_name(pool).replace("%h", "$HOSTNAME")
-    return {
+    doc = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": f"worker-{pool.name}", "namespace": NAMESPACE, "labels": labels},
@@ -136,6 +141,14 @@ def deployment(pool: Pool, scaling: Scaling) -> dict[str, Any]:
             },
         },
     }
+    if scaling.backup_volume:
+        spec = doc["spec"]["template"]["spec"]  # type: ignore[index]
+        spec["containers"][0]["volumeMounts"] = [{"name": "backups", "mountPath": BACKUP_DIR}]
+        spec["volumes"] = [{"name": "backups", "persistentVolumeClaim": {"claimName": "kirana-backups"}}]
+        spec["securityContext"]["fsGroup"] = 10001
+        # One writer of the volume at a time: the old pod stops before the new one starts.
+        doc["spec"]["strategy"] = {"type": "Recreate"}  # type: ignore[index]
+    return doc
 
 
 def scaled_object(pool: Pool, scaling: Scaling) -> dict[str, Any]:

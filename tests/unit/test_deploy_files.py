@@ -294,3 +294,11 @@ def test_given_nginx_conf_then_nginx_t_accepts_it(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert "syntax is ok" in result.stderr
+
+
+def test_given_prod_compose_then_backups_land_on_a_volume_the_backups_worker_mounts() -> None:
+    svcs = services("docker-compose.prod.yml")
+    backup_dir = svcs["worker-backups"]["environment"]["BACKUP_DIR"]
+
+    assert f"backups:{backup_dir}" in svcs["worker-backups"]["volumes"]
+    assert "backups" in yaml.safe_load((ROOT / "docker-compose.prod.yml").read_text())["volumes"]

@@ -137,3 +137,14 @@ def test_given_kustomize_then_it_builds_every_object() -> None:
     assert result.returncode == 0, result.stderr
     built = [d for d in yaml.safe_load_all(result.stdout) if d]
     assert len(built) == len(all_docs())
+
+
+def test_given_the_backups_pool_then_it_writes_to_a_claimed_volume_at_backup_dir() -> None:
+    backup_dir = of_kind("ConfigMap")["kirana-config"]["data"]["BACKUP_DIR"]
+    spec = of_kind("Deployment")["worker-backups"]["spec"]
+    pod = spec["template"]["spec"]
+
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "backups", "mountPath": backup_dir}]
+    claim = pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert claim in of_kind("PersistentVolumeClaim")
+    assert spec["strategy"] == {"type": "Recreate"}
