@@ -79,3 +79,11 @@ def test_given_the_ci_workflow_then_it_lints_checks_tests_on_real_servers_and_bu
     assert ".ci/install-tools" in runs["test"] and "make test" in runs["test"]
     build = next(s for s in jobs["image"]["steps"] if s.get("uses", "").startswith("docker/build-push-action"))
     assert build["with"]["file"] == "deploy/Dockerfile"
+
+
+def test_given_the_docs_then_every_make_target_they_name_exists() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {t for path in docs for t in re.findall(r"`make ([a-z][a-z0-9-]+)", path.read_text())}
+    assert named
+    assert {t for t in named if not re.search(rf"^{t}:", makefile, re.M)} == set()
