@@ -34,6 +34,7 @@ def create_app() -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     tracing.register(app)
     problems.register(app)
+    metrics.instrument(app)  # before security.enforce, so refused requests are timed and counted too
     app.before_request(security.enforce)
     app.register_blueprint(health.bp)
     app.register_blueprint(orders.bp)

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from api import metrics
 from api.problems import Problem, unavailable
 from api.security import public
 from kirana import db, gateway, webhooks
@@ -48,6 +49,7 @@ def razorpay() -> Response:
     if not signature or not gateway.webhook_signature_valid(
         (cfg.razorpay_webhook_secret, cfg.razorpay_webhook_secret_previous), body, signature
     ):
+        metrics.WEBHOOK_SIGNATURE_FAILURES.labels("razorpay").inc()
         raise Problem(400, "invalid-signature", "Invalid webhook signature",
                       "X-Razorpay-Signature is missing or does not match the body")
     try:

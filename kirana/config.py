@@ -63,6 +63,8 @@ class Settings:
     ws_worker_connections: int = 5000
     flower_port: int = 5555
     flower_basic_auth: str = field(default="ops:kirana-dev", repr=False)
+    # celery-exporter (Celery metrics for Prometheus), started by `make run`.
+    exporter_port: int = 9808
 
     data_dir: Path = field(default_factory=lambda: ROOT / "var")
     # JSON log lines (kirana/logs.py) at this level, from the API, workers, beat and the relay.
@@ -156,6 +158,7 @@ class Settings:
             ws_worker_connections=_int("WS_WORKER_CONNECTIONS", cls.ws_worker_connections),
             flower_port=_int("FLOWER_PORT", cls.flower_port),
             flower_basic_auth=_env("FLOWER_BASIC_AUTH", cls.flower_basic_auth),
+            exporter_port=_int("EXPORTER_PORT", cls.exporter_port),
             data_dir=Path(_env("KIRANA_DATA_DIR", str(ROOT / "var"))),
             max_body_bytes=_int("MAX_BODY_BYTES", cls.max_body_bytes),
             max_order_items=_int("MAX_ORDER_ITEMS", cls.max_order_items),
@@ -224,6 +227,7 @@ ENV_NAMES: dict[str, str] = {
     "ws_worker_connections": "WS_WORKER_CONNECTIONS",
     "flower_port": "FLOWER_PORT",
     "flower_basic_auth": "FLOWER_BASIC_AUTH",
+    "exporter_port": "EXPORTER_PORT",
     "data_dir": "KIRANA_DATA_DIR",
     "log_level": "LOG_LEVEL",
     "max_body_bytes": "MAX_BODY_BYTES",

@@ -1,6 +1,6 @@
 """The Celery app and all of its configuration.
 
-Workers start with ``celery -A tasks.app worker -Q <queue> -n <pool>@%h``
+Workers start with ``celery -A tasks.app worker -Q <queue> -n <pool>@<pool>.%h``
 (see workers/); the API imports this module only to enqueue.
 """
 
@@ -16,7 +16,10 @@ from kombu import Queue as KombuQueue
 
 from beat_schedules import SCHEDULE
 from kirana.config import settings
-from tasks import tracing  # noqa: F401  (connects the logging and request-id signals)
+from tasks import (
+    telemetry,  # noqa: F401  (stamps every published message with its send time)
+    tracing,  # noqa: F401  (connects the logging and request-id signals)
+)
 from tasks.queues import ROUTES, Queue, transport_options
 
 # Task modules, imported explicitly so a worker registers every task the

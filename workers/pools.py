@@ -54,12 +54,19 @@ POOLS: tuple[Pool, ...] = (
 BY_NAME: dict[str, Pool] = {p.name: p for p in POOLS}
 
 
+def node_name(pool: Pool) -> str:
+    return f"{pool.name}@{pool.name}.%h"
+
+
 def worker_command(pool: Pool, *, python: str | None = None) -> list[str]:
     """argv that starts one worker of `pool` in the foreground."""
     argv = [
         python or sys.executable, "-m", "celery", "-A", "tasks.app", "worker",
         "-Q", ",".join(q.value for q in pool.queues),
-        "-n", f"{pool.name}@%h",
+        # <pool>@<pool>.<host>: the part before @ picks the queue's delivery settings
+        # (tasks/app.py); celery-exporter labels a worker by the part after @ only,
+        # so that part names the pool too, or all pools on one host would be one worker.
+        "-n", node_name(pool),
         "-P", pool.pool,
         "--prefetch-multiplier", str(pool.prefetch_multiplier),
         "-l", os.environ.get("KIRANA_WORKER_LOGLEVEL", pool.loglevel),
