@@ -12,11 +12,10 @@ from kirana import audit, db, orders, payments
 from kirana.config import settings
 from kirana.permissions import can_see_order
 from tasks import audit as audit_task
-from tasks import notifications as notification_tasks
+from tasks import orders as order_tasks
 from tasks import payments as payment_tasks
 from tasks import reliability
 from tasks.base import publish_order_update
-from tasks.orders import process
 
 bp = Blueprint("orders", __name__, url_prefix="/api/v1/orders")
 
@@ -27,17 +26,10 @@ def submit() -> Response:
     new = schemas.parse_order(request, principal().user_id)
     key = schemas.idempotency_key(request)
     database = db.database()
-    order, created = orders.place(database, new, idempotency_key=key, publish=publish_order_update)
-    if created:
-        try:
-            # With the broker down the work waits in the outbox; the answer is 202 all the same.
-            reliability.enqueue(process, [order["_id"]])
-        except pymongo.errors.PyMongoError as exc:
-            # Neither broker nor outbox took it: undo the write so the client's retry starts clean.
-            orders.withdraw(database, order["_id"])
-            raise unavailable("mongodb", exc) from exc
-        notification_tasks.trigger(order["customer_id"], "order_accepted", {"order_id": order["_id"]},
-                                   key=f"{order['_id']}:order_accepted:")
+    try:
+        order, created = order_tasks.submit(database, new, key)
+    except pymongo.errors.PyMongoError as exc:
+        raise unavailable("mongodb", exc) from exc
     # A new order's one event is known: no second read that could fail after the order was stored.
     shown_events = ([{"status": "accepted", "seq": 0, "at_ms": order["created_at_ms"]}] if created
                     else orders.events(database, order["_id"]))

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
+
+import pymongo.errors
+from pymongo.database import Database
 
 from kirana import db, deliveries, fulfilment, orders
 from kirana.clock import now_ms
@@ -44,6 +48,27 @@ def process(order_id: str) -> str:
     if outcome.acted and outcome.status == orders.Status.REJECTED:
         notification_tasks.order_event(order_id, "order_rejected", reason=outcome.reason or "unknown")
     return outcome.status
+
+
+def submit(database: Database, new: orders.NewOrder, key: str | None) -> tuple[dict[str, Any], bool]:
+    """Store an accepted order and hand it to the orders pool; (order, created).
+
+    The one way an order enters: POST /api/v1/orders, a cart's checkout and an
+    offline-synced submission all come through here. With the broker down the
+    work waits in the outbox. When neither broker nor outbox took it, the order
+    is withdrawn (so a retry with the same key starts clean) and the MongoDB
+    error propagates.
+    """
+    order, created = orders.place(database, new, idempotency_key=key, publish=publish_order_update)
+    if created:
+        try:
+            reliability.enqueue(process, [order["_id"]])
+        except pymongo.errors.PyMongoError:
+            orders.withdraw(database, order["_id"])
+            raise
+        notification_tasks.trigger(order["customer_id"], "order_accepted", {"order_id": order["_id"]},
+                                   key=f"{order['_id']}:order_accepted:")
+    return order, created
 
 
 @app.task(name="orders.requeue_stuck", base=KiranaTask, soft_time_limit=20, time_limit=30)
