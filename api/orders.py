@@ -8,10 +8,9 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from api import schemas
 from api.problems import Problem, unavailable
 from api.security import client_address, principal, requires
-from kirana import audit, db, orders, payments
+from kirana import db, orders, payments
 from kirana.config import settings
 from kirana.permissions import can_see_order
-from tasks import audit as audit_task
 from tasks import orders as order_tasks
 from tasks import payments as payment_tasks
 from tasks import reliability
@@ -61,14 +60,9 @@ def cancel(order_id: str) -> tuple[Response, int]:
     if not can_see_order(me, order):
         raise orders.OrderNotFound(order_id)
     try:
-        done = payments.cancel(database, order_id, publish=publish_order_update)
+        order_tasks.cancel(database, order_id, actor=me.user_id, ip=client_address())
     except payments.CannotCancel as exc:
         raise Problem(409, "cannot-cancel", "The order cannot be cancelled now", str(exc)) from None
-    if done.refund_payment_id:
-        reliability.enqueue(payment_tasks.refund, [done.refund_payment_id])
-    audit_task.send(audit.new_event("order.cancelled", actor=me.user_id, target=order_id,
-                                    detail={"status": done.status, "refund_payment_id": done.refund_payment_id},
-                                    ip=client_address()))
     return jsonify(orders.view(orders.get(database, order_id), orders.events(database, order_id))), 202
 
 

@@ -8,9 +8,10 @@ from typing import Any
 import pymongo.errors
 from pymongo.database import Database
 
-from kirana import db, deliveries, fulfilment, orders
+from kirana import audit, db, deliveries, fulfilment, orders, payments
 from kirana.clock import now_ms
 from kirana.config import settings
+from tasks import audit as audit_task
 from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
 from tasks import reliability
@@ -69,6 +70,17 @@ def submit(database: Database, new: orders.NewOrder, key: str | None) -> tuple[d
         notification_tasks.trigger(order["customer_id"], "order_accepted", {"order_id": order["_id"]},
                                    key=f"{order['_id']}:order_accepted:")
     return order, created
+
+
+def cancel(database: Database, order_id: str, *, actor: str, ip: str | None = None) -> payments.Cancelled:
+    """Cancel an order (raises payments.CannotCancel), refund what was paid, and audit it."""
+    done = payments.cancel(database, order_id, publish=publish_order_update)
+    if done.refund_payment_id:
+        reliability.enqueue(payment_tasks.refund, [done.refund_payment_id])
+    audit_task.send(audit.new_event("order.cancelled", actor=actor, target=order_id,
+                                    detail={"status": done.status, "refund_payment_id": done.refund_payment_id},
+                                    ip=ip))
+    return done
 
 
 @app.task(name="orders.requeue_stuck", base=KiranaTask, soft_time_limit=20, time_limit=30)
