@@ -5,10 +5,13 @@ from __future__ import annotations
 from flask import Flask
 
 from api import (
+    analytics,
     audit,
     auth,
+    carts,
     dead_letters,
     deliveries,
+    devices,
     health,
     live,
     metrics,
@@ -18,6 +21,7 @@ from api import (
     problems,
     products,
     security,
+    sync,
     users,
     webhooks,
 )
@@ -46,4 +50,8 @@ def create_app() -> Flask:
     app.register_blueprint(live.bp)
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(notifications.bp)
+    app.register_blueprint(devices.bp)
+    app.register_blueprint(carts.bp)
+    app.register_blueprint(sync.bp)
+    app.register_blueprint(analytics.bp)
     return app
