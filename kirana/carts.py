@@ -12,10 +12,12 @@ order.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from kirana import db as collections
 from kirana import stock
@@ -62,13 +64,16 @@ def _product(db: Database, store_id: str, sku: str) -> dict[str, Any] | None:
     return db[collections.PRODUCTS].find_one({"_id": stock.product_id(store_id, sku)})
 
 
-def _upsert(db: Database, customer_id: str, store_id: str, update: dict[str, Any]) -> dict[str, Any]:
+def _change(db: Database, customer_id: str, store_id: str, update: dict[str, Any]) -> dict[str, Any]:
     at = now_ms()
     update.setdefault("$set", {})["updated_at_ms"] = at
     update["$inc"] = {"version": 1}
-    update["$setOnInsert"] = {"customer_id": customer_id, "store_id": store_id, "created_at": utcnow(),
-                              "created_at_ms": at}
-    return db[CARTS].find_one_and_update({"_id": cart_id(customer_id, store_id)}, update, upsert=True,
+    # Created by an insert, not an upsert's $setOnInsert (which nx-27017 ignores in find_one_and_update).
+    with contextlib.suppress(DuplicateKeyError):
+        db[CARTS].insert_one({"_id": cart_id(customer_id, store_id), "customer_id": customer_id,
+                              "store_id": store_id, "items": {}, "version": 0, "created_at": utcnow(),
+                              "created_at_ms": at, "updated_at_ms": at})
+    return db[CARTS].find_one_and_update({"_id": cart_id(customer_id, store_id)}, update,
                                          return_document=ReturnDocument.AFTER)
 
 
@@ -83,22 +88,22 @@ def set_quantity(db: Database, customer_id: str, store_id: str, sku: str, qty: i
     if current is not None:
         if int(current["qty"]) == qty:
             return get(db, customer_id, store_id)
-        return _upsert(db, customer_id, store_id, {"$set": {f"items.{sku}.qty": qty}})
+        return _change(db, customer_id, store_id, {"$set": {f"items.{sku}.qty": qty}})
     item = {"qty": qty, "name": product["name"], "price_paise_at_add": int(product["price_paise"]),
             "added_at_ms": now_ms()}
-    return _upsert(db, customer_id, store_id, {"$set": {f"items.{sku}": item}})
+    return _change(db, customer_id, store_id, {"$set": {f"items.{sku}": item}})
 
 
 def remove(db: Database, customer_id: str, store_id: str, sku: str) -> dict[str, Any]:
     if sku not in get(db, customer_id, store_id)["items"]:
         return get(db, customer_id, store_id)
-    return _upsert(db, customer_id, store_id, {"$unset": {f"items.{sku}": ""}})
+    return _change(db, customer_id, store_id, {"$unset": {f"items.{sku}": ""}})
 
 
 def clear(db: Database, customer_id: str, store_id: str) -> dict[str, Any]:
     if not get(db, customer_id, store_id)["items"]:
         return get(db, customer_id, store_id)
-    return _upsert(db, customer_id, store_id, {"$set": {"items": {}}})
+    return _change(db, customer_id, store_id, {"$set": {"items": {}}})
 
 
 def _changes(item: dict[str, Any], product: dict[str, Any] | None) -> list[str]:

@@ -57,15 +57,19 @@ def register(db: Database, user_id: str, *, platform: Platform, token: str, app_
             refreshed = None  # another user's device holds the new token: register it as new below
         if refreshed is not None:
             return refreshed
-    for _ in range(2):  # two upserts of a new token race on the unique index: the loser updates
+    # Find, then insert: nx-27017 ignores $setOnInsert in an upserting find_one_and_update (it would
+    # store an ObjectId id and no creation time), so the insert carries the whole new document.
+    for _ in range(3):
+        found = db[DEVICES].find_one_and_update({"token": token}, {"$set": fields},
+                                                return_document=ReturnDocument.AFTER)
+        if found is not None:
+            return found
+        device = {"_id": new_id("dev"), **fields, "created_at": utcnow(), "created_at_ms": at}
         try:
-            return db[DEVICES].find_one_and_update(
-                {"token": token},
-                {"$set": fields, "$setOnInsert": {"_id": new_id("dev"), "created_at": utcnow(), "created_at_ms": at}},
-                upsert=True, return_document=ReturnDocument.AFTER,
-            )
+            db[DEVICES].insert_one(device)
         except DuplicateKeyError:
-            continue
+            continue  # registered a moment ago by a concurrent call: update that one
+        return device
     raise RuntimeError("device registration kept colliding")  # pragma: no cover
 
 
