@@ -319,6 +319,7 @@ def order_updates(ws: WebSocket, order_id: str) -> None:
 
 def _watch_sync(ws: WebSocket, hub: Hub, principal: Principal, token: str | None, sub: Subscription) -> None:
     hub.wait_ready(READY_WAIT_S)
+    generation = hub.generation
     # From here on every result published for this user reaches the socket.
     _send(ws, {"type": "ready"})
     checked_at = time.monotonic()
@@ -339,8 +340,9 @@ def _watch_sync(ws: WebSocket, hub: Hub, principal: Principal, token: str | None
             checked_at = time.monotonic()
         if isinstance(item, Update):
             ws.send(item.text)
-        elif isinstance(item, Resync):
+        elif isinstance(item, Resync) and item.generation > generation:
             # Results may have been published while the subscription was down: read GET /api/v1/sync/<id>.
+            generation = item.generation
             _send(ws, {"type": "resync"})
 
 
