@@ -18,6 +18,10 @@ client that does not read (or reads too slowly) fills its own queue and is
 dropped (`Subscription.on_drop` lets its owner abort the socket); it
 reconnects and gets the current state.
 
+The same subscription also takes `kirana:user:*` (a user's own messages: offline
+sync results, published by tasks.sync), handed to the sockets watching the key
+`user:<user id>` (api/live.py's /ws/sync).
+
 Messages are lost while the subscription is down (Redis restarts, the
 network drops). Every time the subscription is (re)established the hub puts
 a `Resync` into every queue, so the sockets re-read the order: a client never
