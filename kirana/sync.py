@@ -196,6 +196,12 @@ def stale_batches(db: Database, older_than_ms: int, limit: int) -> list[dict[str
     return list(found)
 
 
+def oldest_pending_age_s(db: Database) -> float:
+    """Age of the oldest batch not yet applied; 0 when none waits (for /metrics)."""
+    oldest = list(db[BATCHES].find({"status": PENDING}, {"received_at_ms": 1}).sort("received_at_ms", 1).limit(1))
+    return max(0.0, (now_ms() - int(oldest[0]["received_at_ms"])) / 1000) if oldest else 0.0
+
+
 def apply_op(db: Database, op: Mapping[str, Any], handlers: Orders) -> Outcome:
     kind, data = op["kind"], op.get("data") or {}
     if op["role"] not in KINDS.get(kind, frozenset()):

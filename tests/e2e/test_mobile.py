@@ -232,6 +232,9 @@ def test_the_sweep_applies_a_batch_whose_message_was_lost(stack, customer) -> No
     batch, _ = sync.store_batch(stack.db, user_id=customer.user_id, role="customer", device_id=device["id"],
                                 ops=[_op("lost", "cart.set", 1, store_id=STORE, sku=sku, qty=6)])
     stack.db[sync.BATCHES].update_one({"_id": batch["_id"]}, {"$inc": {"received_at_ms": -120_000}})
+    metrics = requests.get(stack.url("/metrics"), timeout=10).text
+    lag = next(line for line in metrics.splitlines() if line.startswith("kirana_sync_oldest_pending_seconds "))
+    assert float(lag.split()[1]) >= 119  # ops see the stuck batch
 
     # When beat's sweep runs.
     app.send_task("sync.sweep")
