@@ -5,11 +5,14 @@ from __future__ import annotations
 from flask import Flask
 
 from api import (
+    analytics,
     audit,
     auth,
     backups,
+    carts,
     dead_letters,
     deliveries,
+    devices,
     health,
     live,
     metrics,
@@ -19,6 +22,7 @@ from api import (
     problems,
     products,
     security,
+    sync,
     tracing,
     users,
     webhooks,
@@ -51,4 +55,8 @@ def create_app() -> Flask:
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(notifications.bp)
     app.register_blueprint(backups.bp)
+    app.register_blueprint(devices.bp)
+    app.register_blueprint(carts.bp)
+    app.register_blueprint(sync.bp)
+    app.register_blueprint(analytics.bp)
     return app

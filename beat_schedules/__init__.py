@@ -49,4 +49,17 @@ SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute=45, hour=4),
         "options": {"expires": 3000.0},
     },
+    # Offline sync batches still pending after SYNC_SWEEP_AFTER_S (a message lost
+    # between the API's write and the broker) are applied again.
+    "sync-sweep": {
+        "task": "sync.sweep",
+        "schedule": 30.0,
+        "options": {"expires": 25.0},
+    },
+    # Store analytics: orders changed since the last run, in bounded batches (run-once).
+    "analytics-refresh": {
+        "task": "analytics.refresh",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 55.0},
+    },
 }

@@ -89,6 +89,12 @@ class Settings:
     # An order still "accepted" after this long is enqueued again by beat.
     stuck_order_after_s: int = 60
 
+    # Mobile backend (kirana.sync, kirana.analytics).
+    sync_max_ops: int = 200
+    sync_sweep_after_s: int = 30
+    analytics_timezone: str = "Asia/Kolkata"
+    analytics_batch: int = 500
+
     # Access control. The default secret is for the embedded stack only;
     # production must set TOKEN_SECRET (deploy files require it).
     token_secret: str = field(default="kirana-dev-only-secret-change-me-0123456789", repr=False)
@@ -170,6 +176,10 @@ class Settings:
             worker_heartbeat_s=_float("WORKER_HEARTBEAT_S", cls.worker_heartbeat_s),
             worker_alive_window_s=_float("WORKER_ALIVE_WINDOW_S", cls.worker_alive_window_s),
             stuck_order_after_s=_int("STUCK_ORDER_AFTER_S", cls.stuck_order_after_s),
+            sync_max_ops=_int("SYNC_MAX_OPS", cls.sync_max_ops),
+            sync_sweep_after_s=_int("SYNC_SWEEP_AFTER_S", cls.sync_sweep_after_s),
+            analytics_timezone=_env("ANALYTICS_TIMEZONE", cls.analytics_timezone),
+            analytics_batch=_int("ANALYTICS_BATCH", cls.analytics_batch),
             token_secret=_env("TOKEN_SECRET", cls.token_secret),
             access_token_ttl_s=_int("ACCESS_TOKEN_TTL_S", cls.access_token_ttl_s),
             refresh_token_ttl_s=_int("REFRESH_TOKEN_TTL_S", cls.refresh_token_ttl_s),
@@ -240,6 +250,10 @@ ENV_NAMES: dict[str, str] = {
     "worker_heartbeat_s": "WORKER_HEARTBEAT_S",
     "worker_alive_window_s": "WORKER_ALIVE_WINDOW_S",
     "stuck_order_after_s": "STUCK_ORDER_AFTER_S",
+    "sync_max_ops": "SYNC_MAX_OPS",
+    "sync_sweep_after_s": "SYNC_SWEEP_AFTER_S",
+    "analytics_timezone": "ANALYTICS_TIMEZONE",
+    "analytics_batch": "ANALYTICS_BATCH",
     "token_secret": "TOKEN_SECRET",
     "access_token_ttl_s": "ACCESS_TOKEN_TTL_S",
     "refresh_token_ttl_s": "REFRESH_TOKEN_TTL_S",

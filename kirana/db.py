@@ -63,6 +63,15 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     ("delivery_locations", [("order_id", 1), ("at_ms", 1)], {}),
     # Backups catalog (kirana.backups.catalog): the last success/failure for /metrics.
     ("backups", [("status", 1), ("finished_at_ms", 1)], {}),
+    # Mobile backend (kirana.devices, carts, sync, analytics).
+    ("devices", [("token", 1)], {"unique": True}),
+    ("devices", [("user_id", 1)], {}),
+    ("sync_operations", [("device_id", 1), ("status", 1)], {}),
+    ("sync_batches", [("status", 1), ("received_at_ms", 1)], {}),
+    ("sync_batches", [("device_id", 1), ("status", 1)], {}),
+    ("store_analytics", [("kind", 1), ("store_id", 1), ("day", 1)], {}),
+    # The analytics scan reads orders by when they last changed.
+    (ORDERS, [("updated_at_ms", 1)], {}),
 ]
 
 

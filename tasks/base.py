@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 import celery
+import kombu.exceptions
 import pymongo.errors
 import redis.exceptions
 
@@ -78,14 +79,34 @@ def _count_delivery(task_id: str, retries: int) -> int:
         return 0  # no count without Redis; the task itself will meet the same outage
 
 
-def publish_order_update(order_id: str, message: dict[str, object]) -> None:
-    """Tell listeners (the WebSocket route) that an order changed.
+# Orders whose status changed since store analytics last looked (tasks.analytics).
+ANALYTICS_DIRTY = "kirana:analytics:dirty"
+# At most one analytics refresh is sent per this many ms however many orders change.
+ANALYTICS_DEBOUNCE_MS = 3000
 
-    Best effort by design: the event is already stored, and an app that
-    missed the message reads the order again.
+
+def publish_order_update(order_id: str, message: dict[str, object]) -> None:
+    """Tell listeners (the WebSocket route, store analytics) that an order changed.
+
+    Best effort by design: the event is already stored, an app that missed
+    the message reads the order again, and the analytics scan finds the order
+    by its `updated_at_ms`.
     """
     with contextlib.suppress(redis.exceptions.RedisError):
-        redis_conn.client().publish(f"kirana:order:{order_id}", json.dumps(message))
+        r = redis_conn.client()
+        pipe = r.pipeline(transaction=False)
+        pipe.publish(f"kirana:order:{order_id}", json.dumps(message))
+        pipe.sadd(ANALYTICS_DIRTY, order_id)
+        pipe.set("kirana:analytics:soon", "1", nx=True, px=ANALYTICS_DEBOUNCE_MS)
+        if pipe.execute()[2]:
+            _refresh_analytics_soon()
+
+
+def _refresh_analytics_soon() -> None:
+    from tasks.app import app
+
+    with contextlib.suppress(redis.exceptions.RedisError, kombu.exceptions.OperationalError):
+        app.send_task("analytics.refresh", countdown=ANALYTICS_DEBOUNCE_MS / 1000)
 
 
 __all__ = ["TRANSIENT", "KiranaTask", "dead_letters", "publish_order_update"]

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from kirana import db, deliveries, fulfilment, orders
+import pymongo.errors
+from pymongo.database import Database
+
+from kirana import audit, db, deliveries, fulfilment, orders, payments
 from kirana.clock import now_ms
 from kirana.config import settings
+from tasks import audit as audit_task
 from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
 from tasks import reliability
@@ -44,6 +49,38 @@ def process(order_id: str) -> str:
     if outcome.acted and outcome.status == orders.Status.REJECTED:
         notification_tasks.order_event(order_id, "order_rejected", reason=outcome.reason or "unknown")
     return outcome.status
+
+
+def submit(database: Database, new: orders.NewOrder, key: str | None) -> tuple[dict[str, Any], bool]:
+    """Store an accepted order and hand it to the orders pool; (order, created).
+
+    The one way an order enters: POST /api/v1/orders, a cart's checkout and an
+    offline-synced submission all come through here. With the broker down the
+    work waits in the outbox. When neither broker nor outbox took it, the order
+    is withdrawn (so a retry with the same key starts clean) and the MongoDB
+    error propagates.
+    """
+    order, created = orders.place(database, new, idempotency_key=key, publish=publish_order_update)
+    if created:
+        try:
+            reliability.enqueue(process, [order["_id"]])
+        except pymongo.errors.PyMongoError:
+            orders.withdraw(database, order["_id"])
+            raise
+        notification_tasks.trigger(order["customer_id"], "order_accepted", {"order_id": order["_id"]},
+                                   key=f"{order['_id']}:order_accepted:")
+    return order, created
+
+
+def cancel(database: Database, order_id: str, *, actor: str, ip: str | None = None) -> payments.Cancelled:
+    """Cancel an order (raises payments.CannotCancel), refund what was paid, and audit it."""
+    done = payments.cancel(database, order_id, publish=publish_order_update)
+    if done.refund_payment_id:
+        reliability.enqueue(payment_tasks.refund, [done.refund_payment_id])
+    audit_task.send(audit.new_event("order.cancelled", actor=actor, target=order_id,
+                                    detail={"status": done.status, "refund_payment_id": done.refund_payment_id},
+                                    ip=ip))
+    return done
 
 
 @app.task(name="orders.requeue_stuck", base=KiranaTask, soft_time_limit=20, time_limit=30)

@@ -49,6 +49,8 @@ POOLS: tuple[Pool, ...] = (
     Pool("backups", (Queue.BACKUPS,), "prefork", 1, max_tasks_per_child=1),
     Pool("notifications", (Queue.NOTIFICATIONS,), "threads", 8),
     Pool("audit", (Queue.AUDIT,), "prefork", 1),
+    Pool("sync", (Queue.SYNC,), "prefork", 1),
+    Pool("analytics", (Queue.ANALYTICS,), "prefork", 1),
 )
 
 BY_NAME: dict[str, Pool] = {p.name: p for p in POOLS}
