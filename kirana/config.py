@@ -130,6 +130,11 @@ class Settings:
     notify_per_recipient_per_hour: int = 30
     notify_per_provider_per_second: int = 50
 
+    # Search (kirana.search): the Redis that holds the index ("" = REDIS_URL), and how many
+    # marked products one indexer batch takes.
+    search_redis_url: str = field(default="", repr=False)
+    search_batch_size: int = 500
+
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
@@ -192,6 +197,8 @@ class Settings:
             notify_timeout_s=_float("NOTIFY_TIMEOUT_S", cls.notify_timeout_s),
             notify_per_recipient_per_hour=_int("NOTIFY_PER_RECIPIENT_PER_HOUR", cls.notify_per_recipient_per_hour),
             notify_per_provider_per_second=_int("NOTIFY_PER_PROVIDER_PER_SECOND", cls.notify_per_provider_per_second),
+            search_redis_url=_env("SEARCH_REDIS_URL", cls.search_redis_url),
+            search_batch_size=_int("SEARCH_BATCH_SIZE", cls.search_batch_size),
         )
 
 
@@ -256,6 +263,8 @@ ENV_NAMES: dict[str, str] = {
     "notify_timeout_s": "NOTIFY_TIMEOUT_S",
     "notify_per_recipient_per_hour": "NOTIFY_PER_RECIPIENT_PER_HOUR",
     "notify_per_provider_per_second": "NOTIFY_PER_PROVIDER_PER_SECOND",
+    "search_redis_url": "SEARCH_REDIS_URL",
+    "search_batch_size": "SEARCH_BATCH_SIZE",
 }
 assert set(ENV_NAMES) == {f.name for f in fields(Settings)}
 

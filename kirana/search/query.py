@@ -1,0 +1,271 @@
+"""Reading the index: ranked, filtered, faceted search and autocomplete.
+
+A query is read as clauses, one per word or per synonym term found in it
+("alu bhujia" -> [aloo|alu|potato|potatoes] [bhujia]). Each word expands to the
+indexed words it may mean: itself (weight 1), words it starts (partial words,
+0.7), and for words of five letters or more the words one typo away (0.6).
+Every clause must match (AND); if that finds nothing, products matching the
+most clauses come first instead (so one unknown word does not empty the page).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from kirana.search import text
+from kirana.search.index import CURRENT, space
+
+EXACT, PREFIX, TYPO, SYNONYM = 1.0, 0.7, 0.6, 0.9
+FIELD_WEIGHT = {"nt": 1.0, "bt": 0.8, "ct": 0.5}
+# A one- or two-letter word expands to this many words at most (a search box sends "a" too).
+MAX_PREFIX_WORDS = 200
+SORTS = ("relevance", "price_asc", "price_desc", "popularity")
+# Upper bounds (paise) of the price facet's buckets; the last one is open.
+PRICE_BUCKETS = (5_000, 10_000, 20_000, 50_000, 100_000)
+SHOWN = ("id", "store_id", "sku", "name", "brand", "category", "unit", "price_paise", "mrp_paise", "stock",
+         "in_stock", "popularity")
+
+Slot = dict[str, float]  # indexed word -> weight, for one word of the query
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One word or synonym term of the query: any alternative matches; an alternative needs all its slots."""
+
+    text: str
+    alternatives: list[list[Slot]]
+
+
+@dataclass(frozen=True)
+class Filters:
+    store_id: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    min_price: int | None = None
+    max_price: int | None = None
+    in_stock: bool | None = None
+
+    def accepts(self, doc: Mapping[str, Any]) -> bool:
+        price = int(doc["price_paise"])
+        return ((self.store_id is None or doc["store_id"] == self.store_id)
+                and (self.category is None or (doc.get("category") or "").casefold() == self.category.casefold())
+                and (self.brand is None or (doc.get("brand") or "").casefold() == self.brand.casefold())
+                and (self.min_price is None or price >= self.min_price)
+                and (self.max_price is None or price <= self.max_price)
+                and (self.in_stock is None or bool(doc["in_stock"]) == self.in_stock))
+
+
+@dataclass
+class Result:
+    items: list[dict[str, Any]]
+    total: int
+    facets: dict[str, Any]
+    relaxed: bool = False
+    version: str | None = None
+    interpreted: list[str] = field(default_factory=list)
+
+
+def price_bucket(paise: int) -> str:
+    low = 0
+    for high in PRICE_BUCKETS:
+        if paise < high:
+            return f"{low // 100}-{high // 100}"
+        low = high
+    return f"{low // 100}+"
+
+
+class Reader:
+    """One search against one keyspace version, read once at the start."""
+
+    def __init__(self, r: redis.Redis, version: str) -> None:
+        self.r = r
+        self.base = space(version)
+
+    def expand(self, word: str) -> Slot:
+        slot: Slot = {word: EXACT}
+        if len(word) >= 2:
+            for found in self.r.sscan_iter(f"{self.base}pv:{word}", count=1000):
+                if found != word:
+                    slot.setdefault(found, PREFIX)
+                if len(slot) > MAX_PREFIX_WORDS:
+                    break
+        if len(word) >= text.TYPO_MIN_LEN:
+            for near in self._one_typo(word):
+                slot.setdefault(near, TYPO)
+        return slot
+
+    def _one_typo(self, word: str) -> set[str]:
+        shorter = sorted(text.deletes(word))
+        swapped = sorted(text.transposes(word))
+        pipe = self.r.pipeline(transaction=False)
+        # Words with one letter more, or one letter changed: they share a deletion with the query word.
+        pipe.sunion([f"{self.base}del:{d}" for d in [word, *shorter]])
+        # Words with one letter less, or two letters swapped: they are in the vocabulary as they are.
+        pipe.smismember(f"{self.base}vocab", shorter + swapped)
+        related, known = pipe.execute()
+        found = set(related) | {w for w, k in zip(shorter + swapped, known, strict=True) if k}
+        return {w for w in found if w != word and text.within_one_typo(word, w)}
+
+    def postings(self, words: set[str]) -> dict[str, set[str]]:
+        ordered = sorted(words)
+        pipe = self.r.pipeline(transaction=False)
+        for word in ordered:
+            pipe.smembers(f"{self.base}t:{word}")
+        return dict(zip(ordered, (set(p) for p in pipe.execute()), strict=True))
+
+    def docs(self, ids: list[str]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        return [json.loads(raw) for raw in self.r.hmget(f"{self.base}docs", ids) if raw]
+
+    def all_ids(self) -> list[str]:
+        return list(self.r.hkeys(f"{self.base}docs"))
+
+
+def clauses(words: list[str], synonyms: Mapping[str, list[tuple[str, ...]]], reader: Reader) -> list[Clause]:
+    """Split the query into synonym terms (longest first) and single words, and expand each."""
+    found: list[Clause] = []
+    i = 0
+    while i < len(words):
+        for n in range(min(3, len(words) - i), 0, -1):
+            term = " ".join(words[i:i + n])
+            if term in synonyms:
+                alternatives = [[reader.expand(words[i])]] if n == 1 else []
+                for alt in synonyms[term]:
+                    alternatives.append([{w: (EXACT if alt == tuple(words[i:i + n]) else SYNONYM)} for w in alt])
+                found.append(Clause(term, alternatives))
+                i += n
+                break
+        else:
+            found.append(Clause(words[i], [[reader.expand(words[i])]]))
+            i += 1
+    return found
+
+
+def _matches(clause: Clause, postings: Mapping[str, set[str]]) -> set[str]:
+    matched: set[str] = set()
+    for alternative in clause.alternatives:
+        slots = [set().union(*(postings.get(w, set()) for w in slot)) for slot in alternative]
+        matched |= set.intersection(*slots) if slots else set()
+    return matched
+
+
+def _slot_score(slot: Slot, doc: Mapping[str, Any]) -> float:
+    """The best field's match, plus a little for each other field that matches too.
+
+    "Atta" in both the name and the category ("Atta & Flours") is a bag of atta;
+    "atta" in the name alone may be Maggi Atta Noodles.
+    """
+    per_field = []
+    for fld, weight in FIELD_WEIGHT.items():
+        hit = max((slot.get(word, 0.0) for word in doc.get(fld) or ()), default=0.0)
+        per_field.append(hit * weight)
+    best = max(per_field)
+    return best + 0.1 * (sum(per_field) - best) if best > 0 else 0.0
+
+
+def _clause_score(clause: Clause, doc: Mapping[str, Any]) -> float:
+    best = 0.0
+    for alternative in clause.alternatives:
+        scores = [_slot_score(slot, doc) for slot in alternative]
+        if scores and min(scores) > 0:
+            best = max(best, sum(scores) / len(scores))
+    return best
+
+
+def _relevance(found: list[Clause], doc: Mapping[str, Any]) -> float:
+    score = sum(_clause_score(c, doc) for c in found)
+    # Prefer the shorter name among equal matches: "Amul Pure Ghee" over a gift box that mentions ghee.
+    return score + 0.05 / math.sqrt(max(1, len(doc.get("nt") or ())))
+
+
+def facets(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    category: Counter[str] = Counter(d["category"] for d in docs if d.get("category"))
+    brand: Counter[str] = Counter(d["brand"] for d in docs if d.get("brand"))
+    buckets: Counter[str] = Counter(price_bucket(int(d["price_paise"])) for d in docs)
+    in_stock = sum(1 for d in docs if d["in_stock"])
+    order = [price_bucket(b - 1) for b in PRICE_BUCKETS] + [price_bucket(PRICE_BUCKETS[-1])]
+    return {
+        "category": [{"value": k, "count": v} for k, v in sorted(category.items(), key=lambda kv: (-kv[1], kv[0]))],
+        "brand": [{"value": k, "count": v} for k, v in sorted(brand.items(), key=lambda kv: (-kv[1], kv[0]))],
+        "price": [{"value": b, "count": buckets[b]} for b in order if buckets[b]],
+        "in_stock": {"true": in_stock, "false": len(docs) - in_stock},
+    }
+
+
+def search(r: redis.Redis, synonyms: Mapping[str, list[tuple[str, ...]]], q: str, filters: Filters, *,
+           sort: str = "relevance", page: int = 1, per_page: int = 20) -> Result:
+    version = r.get(CURRENT)
+    if not version:
+        return Result(items=[], total=0, facets=facets([]), version=None)
+    reader = Reader(r, str(version))
+    words = text.words(q)
+    relaxed = False
+    found: list[Clause] = []
+    if words:
+        found = clauses(words, synonyms, reader)
+        all_words = {w for c in found for alt in c.alternatives for slot in alt for w in slot}
+        postings = reader.postings(all_words)
+        per_clause = [_matches(c, postings) for c in found]
+        ids = set.intersection(*per_clause)
+        if not ids and len(per_clause) > 1:
+            relaxed = True
+            ids = set().union(*per_clause)
+        candidates = reader.docs(sorted(ids))
+    else:
+        candidates = reader.docs(reader.all_ids())
+    hits = [d for d in candidates if filters.accepts(d)]
+    scores = {d["id"]: _relevance(found, d) for d in hits}
+    if relaxed:
+        # Matching more of the query's clauses matters most when not all could match.
+        for d in hits:
+            scores[d["id"]] += 10 * sum(1 for c in found if _clause_score(c, d) > 0)
+    if sort == "price_asc":
+        hits.sort(key=lambda d: (d["price_paise"], -scores[d["id"]], d["id"]))
+    elif sort == "price_desc":
+        hits.sort(key=lambda d: (-d["price_paise"], -scores[d["id"]], d["id"]))
+    elif sort == "popularity":
+        hits.sort(key=lambda d: (-d["popularity"], -scores[d["id"]], d["id"]))
+    else:
+        hits.sort(key=lambda d: (-round(scores[d["id"]], 6), not d["in_stock"], -d["popularity"], d["name"], d["id"]))
+    start = (page - 1) * per_page
+    items = [{k: d.get(k) for k in SHOWN} | {"score": round(scores[d["id"]], 4)}
+             for d in hits[start:start + per_page]]
+    return Result(items=items, total=len(hits), facets=facets(hits), relaxed=relaxed, version=str(version),
+                  interpreted=[c.text for c in found])
+
+
+def suggest(r: redis.Redis, synonyms: Mapping[str, list[tuple[str, ...]]], q: str, *, limit: int = 10
+            ) -> list[dict[str, str]]:
+    """Product lines, brands and categories that start (or have a word starting) with what was typed."""
+    version = r.get(CURRENT)
+    normal = text.normalize(q)
+    if not version or not normal:
+        return []
+    base = space(str(version))
+    prefixes = [normal[: text.PREFIX_MAX_LEN]]
+    # "aata": also what its synonyms start ("atta ...").
+    last_word = normal.split()[-1]
+    head = normal[: len(normal) - len(last_word)]
+    for alt in synonyms.get(last_word, []):
+        candidate = (head + " ".join(alt))[: text.PREFIX_MAX_LEN]
+        if candidate not in prefixes:
+            prefixes.append(candidate)
+    pipe = r.pipeline(transaction=False)
+    for prefix in prefixes:
+        pipe.zrange(f"{base}sg:{prefix}", 0, limit - 1, withscores=True)
+    ranked: dict[str, tuple[float, int]] = {}
+    for rank, found in enumerate(pipe.execute()):
+        for member, score in found:
+            best = ranked.get(member)
+            if best is None or (rank, score) < (best[1], best[0]):
+                ranked[member] = (score, rank)
+    ordered = sorted(ranked, key=lambda m: (ranked[m][1], ranked[m][0], m))[:limit]
+    return [{"kind": m.split("\x1f", 1)[0], "text": m.split("\x1f", 1)[1]} for m in ordered]
