@@ -17,6 +17,7 @@ from api import (
     payments,
     problems,
     products,
+    search,
     security,
     users,
     webhooks,
@@ -46,4 +47,5 @@ def create_app() -> Flask:
     app.register_blueprint(live.bp)
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(notifications.bp)
+    app.register_blueprint(search.bp)
     return app

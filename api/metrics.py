@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from api.security import public
-from kirana import db, dead_letters, outbox
+from kirana import db, dead_letters, outbox, search
 
 bp = Blueprint("metrics", __name__)
 
@@ -25,15 +25,19 @@ class StoreCollector:
     def collect(self) -> Iterator[Metric]:
         letters = CounterMetricFamily("kirana_dead_letters", "Tasks that gave up, per task", labels=["task"])
         backlog = GaugeMetricFamily("kirana_outbox_backlog", "Outbox entries waiting for the broker")
+        lag = GaugeMetricFamily("kirana_search_index_lag_seconds",
+                                "Age of the oldest product change not yet in the search index (0 when none)")
         try:
             database = db.database()
             for task, count in sorted(dead_letters.counts_by_task(database).items()):
                 letters.add_metric([task], count)
             backlog.add_metric([], outbox.backlog(database))
+            lag.add_metric([], search.lag_seconds(database))
         except pymongo.errors.PyMongoError:
             return  # a scrape during an outage shows the series missing, not zero
         yield letters
         yield backlog
+        yield lag
 
 
 _registry = CollectorRegistry()
