@@ -55,7 +55,8 @@ def readyz() -> Response:
     except redis.exceptions.RedisError as exc:
         checks["redis"] = f"down: {type(exc).__name__}"
         reasons.append("redis does not answer")
-    checks["search"] = _search_detail()
+    if checks.get("mongodb") == "ok" and checks.get("redis") == "ok":
+        checks["search"] = _search_detail()
     if reasons:
         raise Problem(503, "not-ready", "Not ready", "; ".join(reasons), checks=checks)
     return jsonify({"status": "ready", "checks": checks})

@@ -65,7 +65,7 @@ def create() -> Response:
 @bp.patch("/<product_id>")
 @requires("catalog:write")
 def change(product_id: str) -> Response:
-    _may_write(_store_of(product_id))
+    _own(product_id)
     body = schemas.parse_body(request, schemas.ProductChangeIn)
     try:
         product = catalog.update_product(db.database(), product_id, body.model_dump(exclude_unset=True))
@@ -77,7 +77,7 @@ def change(product_id: str) -> Response:
 @bp.post("/<product_id>/stock")
 @requires("catalog:write")
 def adjust_stock(product_id: str) -> Response:
-    _may_write(_store_of(product_id))
+    _own(product_id)
     body = schemas.parse_body(request, schemas.StockChangeIn)
     try:
         product = catalog.adjust_stock(db.database(), product_id, body.delta)
@@ -91,7 +91,7 @@ def adjust_stock(product_id: str) -> Response:
 @bp.delete("/<product_id>")
 @requires("catalog:write")
 def delete(product_id: str) -> Response:
-    _may_write(_store_of(product_id))
+    _own(product_id)
     try:
         catalog.delete_product(db.database(), product_id)
     except catalog.ProductNotFound:
@@ -102,10 +102,13 @@ def delete(product_id: str) -> Response:
     return Response(status=204)
 
 
-def _store_of(product_id: str) -> str:
-    # Product ids are "<store_id>:<sku>" (kirana.stock.product_id): the store is known without a read,
-    # so another store's user learns nothing about which products exist.
-    return product_id.split(":", 1)[0]
+def _own(product_id: str) -> None:
+    """404 for another store's product, as for another customer's order: its existence is not theirs to learn.
+
+    Product ids are "<store_id>:<sku>" (kirana.stock.product_id), so no read is needed to tell.
+    """
+    if not can_write_catalog(principal(), product_id.split(":", 1)[0]):
+        raise _not_found(product_id)
 
 
 def _may_write(store_id: str) -> None:

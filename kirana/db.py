@@ -61,6 +61,9 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     # Notifications and deliveries.
     ("notification_attempts", [("notification_id", 1)], {}),
     ("delivery_locations", [("order_id", 1), ("at_ms", 1)], {}),
+    # Search (kirana.search.dirty): the oldest product change, and deletion, not yet indexed.
+    (PRODUCTS, [("search_dirty_ms", 1)], {}),
+    ("search_tombstones", [("changed_at_ms", 1)], {}),
 ]
 
 

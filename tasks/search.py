@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # One indexer run works this long, then hands over to a fresh message (bounded work per task).
 RUN_BUDGET_S = 5.0
 # Set while an indexer run is queued: writes meanwhile need not enqueue another.
-PENDING_KEY = "kirana:search:indexer-pending"
+PENDING_SUFFIX = "indexer-pending"
 PENDING_TTL_S = 30
 REINDEX_LOCK_TTL_S = 1800
 
@@ -41,19 +41,23 @@ def request_indexing() -> str:
     sweep, because the mark itself is stored with the product.
     """
     try:
-        if not index.client().set(PENDING_KEY, "1", nx=True, ex=PENDING_TTL_S):
+        if not index.client().set(_pending_key(), "1", nx=True, ex=PENDING_TTL_S):
             return "coalesced"
     except redis.exceptions.RedisError:
         pass  # no flag without Redis; enqueue (or outbox) anyway
     return reliability.enqueue(index_dirty, [])
 
 
+def _pending_key() -> str:
+    return f"{index.root_of(db.database())}:{PENDING_SUFFIX}"
+
+
 @app.task(name="search.index_dirty", base=KiranaTask, soft_time_limit=60, time_limit=90)
 def index_dirty() -> dict[str, Any]:
     # Cleared before reading: a write from now on enqueues a run of its own.
-    index.client().delete(PENDING_KEY)
+    index.client().delete(_pending_key())
     database = db.database()
-    if index.Index(index.client()).current() is None:
+    if search.current_version(database) is None:
         reindex.delay()  # nothing to update yet; the first build indexes everything
         return {"indexed": 0, "removed": 0, "first_build": True}
     indexed = removed = 0
@@ -71,7 +75,7 @@ def index_dirty() -> dict[str, Any]:
 
 @app.task(name="search.sweep", base=KiranaTask, soft_time_limit=20, time_limit=30)
 def sweep() -> str:
-    if index.Index(index.client()).current() is None:
+    if search.current_version(db.database()) is None:
         reindex.delay()
         return "first build"
     if dirty.pending(db.database()):

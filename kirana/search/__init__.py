@@ -15,16 +15,18 @@ from pymongo.database import Database
 from kirana.search import dirty, index, query, synonyms
 from kirana.search.query import SORTS, Filters, Result
 
-__all__ = ["SORTS", "Filters", "Result", "index_batch", "lag_seconds", "rebuild", "search", "stats", "suggest"]
+__all__ = ["SORTS", "Filters", "Result", "current_version", "index_batch", "lag_seconds", "rebuild", "search",
+           "stats", "suggest"]
 
 
 def search(db: Database, q: str, filters: Filters, *, sort: str = "relevance", page: int = 1,
            per_page: int = 20) -> Result:
-    return query.search(index.client(), synonyms.table(db), q, filters, sort=sort, page=page, per_page=per_page)
+    return query.search(index.client(), index.root_of(db), synonyms.table(db), q, filters, sort=sort, page=page,
+                        per_page=per_page)
 
 
 def suggest(db: Database, q: str, *, limit: int = 10) -> list[dict[str, str]]:
-    return query.suggest(index.client(), synonyms.table(db), q, limit=limit)
+    return query.suggest(index.client(), index.root_of(db), synonyms.table(db), q, limit=limit)
 
 
 def index_batch(db: Database, *, size: int) -> dirty.Batch:
@@ -40,5 +42,9 @@ def lag_seconds(db: Database) -> float:
     return dirty.lag_ms(db) / 1000.0
 
 
+def current_version(db: Database) -> str | None:
+    return index.Index(index.client(), index.root_of(db)).current()
+
+
 def stats(db: Database) -> dict[str, Any]:
-    return index.Index(index.client()).stats() | {"lag_s": lag_seconds(db)}
+    return index.Index(index.client(), index.root_of(db)).stats() | {"lag_s": lag_seconds(db)}

@@ -20,7 +20,7 @@ from pymongo.database import Database
 
 from kirana import db as collections
 from kirana.clock import now_ms
-from kirana.search.index import Index
+from kirana.search.index import Index, root_of
 
 TOMBSTONES = "search_tombstones"
 DIRTY_FIELD = "search_dirty_ms"
@@ -73,7 +73,7 @@ def index_batch(db: Database, r: redis.Redis, *, size: int) -> Batch:
     still_there = {p["_id"]: p for p in products.find({"_id": {"$in": buried}}, {"holds": 0, "restocked": 0})} \
         if buried else {}
     gone = [pid for pid in buried if pid not in still_there]
-    index = Index(r)
+    index = Index(r, root_of(db))
     index.apply(marked, gone, mode="live")
     cleared = 0
     if marked:

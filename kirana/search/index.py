@@ -1,6 +1,7 @@
 """The search index: an inverted index of our own in Redis, shared by every API process and machine.
 
-Keys live under ``kirana:search:v<N>:`` (one keyspace per full build):
+Keys live under ``kirana:search:<database>:v<N>:`` (one keyspace per full build; the
+database name keeps two deployments, or test databases, sharing a Redis apart):
 
 - ``docs``          hash  product id -> the product as search shows it (JSON, with its words per field)
 - ``t:<word>``      set   product ids whose name, brand or category has the word
@@ -10,7 +11,7 @@ Keys live under ``kirana:search:v<N>:`` (one keyspace per full build):
 - ``sc`` / ``sgp``  hashes suggestion -> how many products carry it / its prefixes
 - ``sg:<prefix>``   zset  suggestions (product lines, brands, categories) for a typed prefix
 
-``kirana:search:current`` names the keyspace searches read; a full build
+``kirana:search:<database>:current`` names the keyspace searches read; a full build
 fills a new one (``building``) and flips ``current`` in one SET, so no search
 ever sees a half-built index; the old keyspace expires a minute later, long
 after any search that started on it has finished. Every write goes through
@@ -34,10 +35,7 @@ from kirana.clock import now_ms
 from kirana.config import Settings, settings
 from kirana.search import text
 
-ROOT = "kirana:search"
-CURRENT = f"{ROOT}:current"
-BUILDING = f"{ROOT}:building"
-SEQ = f"{ROOT}:seq"
+PREFIX = "kirana:search"
 # A retired keyspace lives on this long for searches that began before the flip.
 RETIRED_TTL_S = 60
 BUILD_TTL_S = 3600
@@ -64,8 +62,12 @@ def client(cfg: Settings | None = None) -> redis.Redis:
         return found
 
 
-def space(version: str) -> str:
-    return f"{ROOT}:v{version}:"
+def root_of(db: Database) -> str:
+    return f"{PREFIX}:{db.name}"
+
+
+def space(root: str, version: str) -> str:
+    return f"{root}:v{version}:"
 
 
 # ARGV: root, mode ("live" | "build"), version (build mode), product id, document JSON ("" removes),
@@ -200,7 +202,7 @@ def _suggestion_prefixes(kind: str, label: str) -> list[tuple[str, int]]:
 def entry(product: Mapping[str, Any]) -> Entry:
     name, brand, category = str(product.get("name") or ""), str(product.get("brand") or ""), \
         str(product.get("category") or "")
-    name_words, brand_words, category_words = text.words(name), text.words(brand), text.words(category)
+    name_words, brand_words, category_words = (text.with_stems(text.words(t)) for t in (name, brand, category))
     stock = int(product.get("stock") or 0)
     doc = {
         "id": product["_id"],
@@ -246,14 +248,16 @@ def vocabulary_writes(words: Iterable[str]) -> list[str]:
 class Index:
     """Writes to the index. `mode="live"` for the indexer, `"build"` (with a version) for a full build."""
 
-    def __init__(self, r: redis.Redis) -> None:
+    def __init__(self, r: redis.Redis, root: str) -> None:
         self.r = r
+        self.root = root
+        self.current_key, self.building_key, self.seq_key = f"{root}:current", f"{root}:building", f"{root}:seq"
         self._write = r.register_script(_WRITE)
         self._vocab = r.register_script(_VOCAB)
         self._flip = r.register_script(_FLIP)
 
     def current(self) -> str | None:
-        found = self.r.get(CURRENT)
+        found = self.r.get(self.current_key)
         return str(found) if found else None
 
     def apply(self, upserts: Iterable[Mapping[str, Any]], removals: Iterable[str], *, mode: str = "live",
@@ -265,12 +269,12 @@ class Index:
         new_words = self._unknown_words(words, mode, version)
         pipe = self.r.pipeline(transaction=False)
         if new_words:
-            self._vocab(args=[ROOT, mode, version, *vocabulary_writes(new_words)], client=pipe)
+            self._vocab(args=[self.root, mode, version, *vocabulary_writes(new_words)], client=pipe)
         for e in entries:
             sugg = {m: [[p, s] for p, s in prefixes] for m, prefixes in e.suggestions.items()}
-            self._write(args=[ROOT, mode, version, e.id, e.doc, json.dumps(sugg)], client=pipe)
+            self._write(args=[self.root, mode, version, e.id, e.doc, json.dumps(sugg)], client=pipe)
         for pid in removed:
-            self._write(args=[ROOT, mode, version, pid, "", "{}"], client=pipe)
+            self._write(args=[self.root, mode, version, pid, "", "{}"], client=pipe)
         results = pipe.execute()
         if mode == "build" and any(r == -1 for r in results):
             raise BuildSuperseded(version)
@@ -279,24 +283,25 @@ class Index:
     def _unknown_words(self, words: list[str], mode: str, version: str) -> list[str]:
         if not words:
             return []
-        versions = [version] if mode == "build" else [v for v in (self.r.get(CURRENT), self.r.get(BUILDING)) if v]
+        live = (self.r.get(self.current_key), self.r.get(self.building_key))
+        versions = [version] if mode == "build" else [v for v in live if v]
         unknown: set[str] = set()
         for v in versions:
-            known = self.r.smismember(f"{space(str(v))}vocab", words)
+            known = self.r.smismember(f"{space(self.root, str(v))}vocab", words)
             unknown |= {w for w, k in zip(words, known, strict=True) if not k}
         return sorted(unknown)
 
     # --- full builds ---------------------------------------------------------------------
 
     def begin_build(self) -> str:
-        version = str(self.r.incr(SEQ))
-        self.r.set(BUILDING, version, ex=BUILD_TTL_S)
+        version = str(self.r.incr(self.seq_key))
+        self.r.set(self.building_key, version, ex=BUILD_TTL_S)
         return version
 
     def finish_build(self, version: str, *, docs: int) -> str | None:
-        self.r.hset(f"{space(version)}meta", mapping={"built_at_ms": now_ms(), "docs": docs})
-        old = str(self._flip(args=[ROOT, version])) or None
-        self.r.delete(f"{space(version)}gone")
+        self.r.hset(f"{space(self.root, version)}meta", mapping={"built_at_ms": now_ms(), "docs": docs})
+        old = str(self._flip(args=[self.root, version])) or None
+        self.r.delete(f"{space(self.root, version)}gone")
         if old:
             self.retire(old)
         return old
@@ -305,7 +310,7 @@ class Index:
         """Let a replaced keyspace expire once searches that started on it are surely done."""
         pipe = self.r.pipeline(transaction=False)
         n = 0
-        for key in self.r.scan_iter(match=f"{space(version)}*", count=2000):
+        for key in self.r.scan_iter(match=f"{space(self.root, version)}*", count=2000):
             pipe.expire(key, RETIRED_TTL_S)
             n += 1
             if n % 2000 == 0:
@@ -314,18 +319,18 @@ class Index:
         return n
 
     def abandon_build(self, version: str) -> None:
-        if self.r.get(BUILDING) == version:
-            self.r.delete(BUILDING)
+        if self.r.get(self.building_key) == version:
+            self.r.delete(self.building_key)
         self.retire(version)
 
     def stats(self) -> dict[str, Any]:
         version = self.current()
         if version is None:
-            return {"version": None, "docs": 0, "built_at_ms": None, "building": self.r.get(BUILDING)}
-        meta = self.r.hgetall(f"{space(version)}meta")
-        return {"version": version, "docs": self.r.hlen(f"{space(version)}docs"),
+            return {"version": None, "docs": 0, "built_at_ms": None, "building": self.r.get(self.building_key)}
+        meta = self.r.hgetall(f"{space(self.root, version)}meta")
+        return {"version": version, "docs": self.r.hlen(f"{space(self.root, version)}docs"),
                 "built_at_ms": int(meta["built_at_ms"]) if meta.get("built_at_ms") else None,
-                "building": self.r.get(BUILDING)}
+                "building": self.r.get(self.building_key)}
 
 
 class BuildSuperseded(RuntimeError):
@@ -337,7 +342,7 @@ BUILD_BATCH = 500
 
 def rebuild(db: Database, r: redis.Redis, *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Build a fresh keyspace from every product and make it current; returns what was built."""
-    index = Index(r)
+    index = Index(r, root_of(db))
     started = now_ms()
     total = db[collections.PRODUCTS].estimated_document_count()
     version = index.begin_build()
@@ -357,7 +362,7 @@ def rebuild(db: Database, r: redis.Redis, *, progress: Callable[[int, int], None
             done += len(batch)
             if progress:
                 progress(done, total)
-        docs = int(r.hlen(f"{space(version)}docs"))
+        docs = int(r.hlen(f"{space(index.root, version)}docs"))
         old = index.finish_build(version, docs=docs)
     except BaseException:
         index.abandon_build(version)

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from kirana.search import text
-from kirana.search.index import CURRENT, space
+from kirana.search.index import space
 
 EXACT, PREFIX, TYPO, SYNONYM = 1.0, 0.7, 0.6, 0.9
 FIELD_WEIGHT = {"nt": 1.0, "bt": 0.8, "ct": 0.5}
@@ -84,12 +84,15 @@ def price_bucket(paise: int) -> str:
 class Reader:
     """One search against one keyspace version, read once at the start."""
 
-    def __init__(self, r: redis.Redis, version: str) -> None:
+    def __init__(self, r: redis.Redis, root: str, version: str) -> None:
         self.r = r
-        self.base = space(version)
+        self.base = space(root, version)
 
     def expand(self, word: str) -> Slot:
         slot: Slot = {word: EXACT}
+        singular = text.stem(word)
+        if singular:
+            slot[singular] = EXACT
         if len(word) >= 2:
             for found in self.r.sscan_iter(f"{self.base}pv:{word}", count=1000):
                 if found != word:
@@ -200,12 +203,12 @@ def facets(docs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def search(r: redis.Redis, synonyms: Mapping[str, list[tuple[str, ...]]], q: str, filters: Filters, *,
+def search(r: redis.Redis, root: str, synonyms: Mapping[str, list[tuple[str, ...]]], q: str, filters: Filters, *,
            sort: str = "relevance", page: int = 1, per_page: int = 20) -> Result:
-    version = r.get(CURRENT)
+    version = r.get(f"{root}:current")
     if not version:
         return Result(items=[], total=0, facets=facets([]), version=None)
-    reader = Reader(r, str(version))
+    reader = Reader(r, root, str(version))
     words = text.words(q)
     relaxed = False
     found: list[Clause] = []
@@ -242,14 +245,14 @@ def search(r: redis.Redis, synonyms: Mapping[str, list[tuple[str, ...]]], q: str
                   interpreted=[c.text for c in found])
 
 
-def suggest(r: redis.Redis, synonyms: Mapping[str, list[tuple[str, ...]]], q: str, *, limit: int = 10
+def suggest(r: redis.Redis, root: str, synonyms: Mapping[str, list[tuple[str, ...]]], q: str, *, limit: int = 10
             ) -> list[dict[str, str]]:
     """Product lines, brands and categories that start (or have a word starting) with what was typed."""
-    version = r.get(CURRENT)
+    version = r.get(f"{root}:current")
     normal = text.normalize(q)
     if not version or not normal:
         return []
-    base = space(str(version))
+    base = space(root, str(version))
     prefixes = [normal[: text.PREFIX_MAX_LEN]]
     # "aata": also what its synonyms start ("atta ...").
     last_word = normal.split()[-1]

@@ -34,6 +34,30 @@ def words(text: str) -> list[str]:
     return normalize(text).split()
 
 
+def stem(word: str) -> str | None:
+    """The singular of a plural English word, when it has an obvious one: 'dals' -> 'dal', 'cookies' -> 'cookie'.
+
+    Indexed beside the word itself, so "dal" also meets "Dals & Pulses" and "biscuit" meets "Biscuits".
+    """
+    if len(word) <= 3 or not word.endswith("s") or word.endswith("ss") or not word.isalpha():
+        return None
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y" if word[-4] not in "aeiou" and word not in _IES_KEEP else word[:-1]
+    if word.endswith(("oes", "xes", "ches", "shes")):
+        return word[:-2]
+    return word[:-1]
+
+
+# -ies plurals of words that end in -ie.
+_IES_KEEP = frozenset({"cookies", "brownies", "pies", "ties"})
+
+
+def with_stems(words_: list[str]) -> list[str]:
+    """`words_` followed by the stems they have that are not already among them."""
+    extra = [s for s in (stem(w) for w in words_) if s and s not in words_]
+    return words_ + list(dict.fromkeys(extra))
+
+
 def prefixes(word: str, *, start: int = 1) -> list[str]:
     return [word[:n] for n in range(start, min(len(word), PREFIX_MAX_LEN) + 1)]
 
