@@ -14,17 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import pymongo
 import redis
 from pymongo.database import Database
 
 from kirana import db as collections
 from kirana.clock import now_ms
-from kirana.search.index import Index, root_of
+from kirana.search.index import DIRTY_FIELD, REV_FIELD, Index, clear_marks, root_of
 
 TOMBSTONES = "search_tombstones"
-DIRTY_FIELD = "search_dirty_ms"
-REV_FIELD = "search_rev"
 # A tombstone whose product still exists after this long belongs to a delete that never happened.
 STALE_TOMBSTONE_MS = 60_000
 
@@ -75,14 +72,7 @@ def index_batch(db: Database, r: redis.Redis, *, size: int) -> Batch:
     gone = [pid for pid in buried if pid not in still_there]
     index = Index(r, root_of(db))
     index.apply(marked, gone, mode="live")
-    cleared = 0
-    if marked:
-        result = products.bulk_write(
-            [pymongo.UpdateOne({"_id": p["_id"], REV_FIELD: p.get(REV_FIELD)}, {"$unset": {DIRTY_FIELD: ""}})
-             for p in marked],
-            ordered=False,
-        )
-        cleared += result.modified_count
+    cleared = clear_marks(db, [(p["_id"], p.get(REV_FIELD)) for p in marked])
     now = now_ms()
     for tombstone in tombstones:
         pid = tombstone["_id"]

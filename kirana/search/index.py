@@ -21,12 +21,14 @@ so a change made during a build is not lost by the flip.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pymongo
 import redis
 from pymongo.database import Database
 
@@ -165,6 +167,12 @@ return old or ''
 """
 
 
+_EXPIRE = """
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[1]) end
+return #KEYS
+"""
+
+
 @dataclass(frozen=True)
 class Entry:
     """One product as the index holds it."""
@@ -172,7 +180,7 @@ class Entry:
     id: str
     doc: str  # JSON stored in `docs`
     words: tuple[str, ...]
-    suggestions: dict[str, list[tuple[str, int]]]
+    suggestions: dict[str, str]  # member -> its prefixes and scores, as JSON
 
 
 def _line_name(product: Mapping[str, Any]) -> str:
@@ -185,7 +193,8 @@ def _line_name(product: Mapping[str, Any]) -> str:
     return name
 
 
-def _suggestion_prefixes(kind: str, label: str) -> list[tuple[str, int]]:
+@functools.lru_cache(maxsize=50_000)
+def _suggestion_prefixes(kind: str, label: str) -> str:
     """Every prefix of every word start of `label`, scored so that kind, then a match at the start, rank first."""
     normal = text.normalize(label)
     found: dict[str, int] = {}
@@ -196,7 +205,8 @@ def _suggestion_prefixes(kind: str, label: str) -> list[tuple[str, int]]:
             # Lower sorts first (ZRANGE): kind weight and a start-of-label match win.
             score = -(KIND_WEIGHT[kind] * 10 + bonus * 5)
             found[prefix] = min(found.get(prefix, 0), score)
-    return sorted(found.items())
+    # JSON once per label: every size of a line, in every store, suggests the same line.
+    return json.dumps(sorted(found.items()), separators=(",", ":"))
 
 
 def entry(product: Mapping[str, Any]) -> Entry:
@@ -223,7 +233,7 @@ def entry(product: Mapping[str, Any]) -> Entry:
         "ct": category_words,
     }
     words = tuple(sorted(set(name_words) | set(brand_words) | set(category_words)))
-    suggestions: dict[str, list[tuple[str, int]]] = {}
+    suggestions: dict[str, str] = {}
     for kind, label in (("product", _line_name(product)), ("brand", brand), ("category", category)):
         if label:
             suggestions[f"{kind}\x1f{label}"] = _suggestion_prefixes(kind, label)
@@ -255,6 +265,7 @@ class Index:
         self._write = r.register_script(_WRITE)
         self._vocab = r.register_script(_VOCAB)
         self._flip = r.register_script(_FLIP)
+        self._expire = r.register_script(_EXPIRE)
 
     def current(self) -> str | None:
         found = self.r.get(self.current_key)
@@ -271,8 +282,8 @@ class Index:
         if new_words:
             self._vocab(args=[self.root, mode, version, *vocabulary_writes(new_words)], client=pipe)
         for e in entries:
-            sugg = {m: [[p, s] for p, s in prefixes] for m, prefixes in e.suggestions.items()}
-            self._write(args=[self.root, mode, version, e.id, e.doc, json.dumps(sugg)], client=pipe)
+            sugg = "{" + ",".join(f"{json.dumps(m)}:{prefixes}" for m, prefixes in e.suggestions.items()) + "}"
+            self._write(args=[self.root, mode, version, e.id, e.doc, sugg], client=pipe)
         for pid in removed:
             self._write(args=[self.root, mode, version, pid, "", "{}"], client=pipe)
         results = pipe.execute()
@@ -308,15 +319,15 @@ class Index:
 
     def retire(self, version: str) -> int:
         """Let a replaced keyspace expire once searches that started on it are surely done."""
-        pipe = self.r.pipeline(transaction=False)
         n = 0
-        for key in self.r.scan_iter(match=f"{space(self.root, version)}*", count=2000):
-            pipe.expire(key, RETIRED_TTL_S)
-            n += 1
-            if n % 2000 == 0:
-                pipe.execute()
-        pipe.execute()
-        return n
+        cursor = 0
+        while True:
+            cursor, keys = self.r.scan(cursor, match=f"{space(self.root, version)}*", count=5000)
+            if keys:
+                # One script call per page: an EXPIRE reply per key costs more than the EXPIRE.
+                n += int(self._expire(keys=keys, args=[RETIRED_TTL_S]))
+            if cursor == 0:
+                return n
 
     def abandon_build(self, version: str) -> None:
         if self.r.get(self.building_key) == version:
@@ -338,6 +349,20 @@ class BuildSuperseded(RuntimeError):
 
 
 BUILD_BATCH = 500
+# The fields kirana.search.dirty marks a product with (defined here, where both modules can see them).
+DIRTY_FIELD = "search_dirty_ms"
+REV_FIELD = "search_rev"
+
+
+def clear_marks(db: Database, marked: list[tuple[str, Any]]) -> int:
+    """Unmark products whose indexed state is their latest: unless changed again since (`search_rev` moved on)."""
+    if not marked:
+        return 0
+    result = db[collections.PRODUCTS].bulk_write(
+        [pymongo.UpdateOne({"_id": pid, REV_FIELD: rev}, {"$unset": {DIRTY_FIELD: ""}}) for pid, rev in marked],
+        ordered=False,
+    )
+    return result.modified_count
 
 
 def rebuild(db: Database, r: redis.Redis, *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -347,10 +372,14 @@ def rebuild(db: Database, r: redis.Redis, *, progress: Callable[[int, int], None
     total = db[collections.PRODUCTS].estimated_document_count()
     version = index.begin_build()
     done = 0
+    # Marked products the build read: their marks are cleared once the build is what searches see.
+    marked: list[tuple[str, Any]] = []
     try:
         batch: list[dict[str, Any]] = []
         for product in db[collections.PRODUCTS].find({}, {"holds": 0, "restocked": 0}).sort("_id", 1):
             batch.append(product)
+            if product.get(DIRTY_FIELD):
+                marked.append((product["_id"], product.get(REV_FIELD)))
             if len(batch) == BUILD_BATCH:
                 index.apply(batch, [], mode="build", version=version)
                 done += len(batch)
@@ -367,5 +396,6 @@ def rebuild(db: Database, r: redis.Redis, *, progress: Callable[[int, int], None
     except BaseException:
         index.abandon_build(version)
         raise
+    clear_marks(db, marked)
     return {"version": version, "replaced": old, "products": done, "docs": docs,
             "duration_ms": now_ms() - started}
