@@ -31,7 +31,11 @@ RUN_BUDGET_S = 5.0
 # Set while an indexer run is queued: writes meanwhile need not enqueue another.
 PENDING_SUFFIX = "indexer-pending"
 PENDING_TTL_S = 30
-REINDEX_LOCK_TTL_S = 1800
+# A full build of a 50,000-product catalog takes about a minute; the search queue's visibility
+# timeout (600 s) must outlast the hard limit plus the longest retry countdown.
+REINDEX_SOFT_LIMIT_S = 360
+REINDEX_HARD_LIMIT_S = 420
+REINDEX_LOCK_TTL_S = REINDEX_HARD_LIMIT_S + 60
 
 
 def request_indexing() -> str:
@@ -83,8 +87,8 @@ def sweep() -> str:
     return "clean"
 
 
-@app.task(name="search.reindex", base=KiranaTask, soft_time_limit=REINDEX_LOCK_TTL_S - 60,
-          time_limit=REINDEX_LOCK_TTL_S - 30)
+@app.task(name="search.reindex", base=KiranaTask, soft_time_limit=REINDEX_SOFT_LIMIT_S,
+          time_limit=REINDEX_HARD_LIMIT_S)
 @run_once("search.reindex", ttl_s=REINDEX_LOCK_TTL_S)
 def reindex() -> dict[str, Any]:
     built = search.rebuild(db.database())
