@@ -1,4 +1,4 @@
-"""`python -m bench [--only orders|webhooks|sockets|all] [--orders N] [--webhooks N] [--sockets N]
+"""`python -m bench [--only orders|webhooks|sockets|search|all] [--orders N] [--webhooks N] [--sockets N]
 [--concurrency C] [--warmup W]`.
 
 What `make bench` runs (BENCH_ARGS="--only webhooks" passes flags).
@@ -40,9 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and submit->confirmed latency; then accepted events/s and latency of POST /webhooks/razorpay; "
         "on private servers started for the run.",
     )
-    parser.add_argument("--only", choices=("orders", "webhooks", "sockets", "all"), default="all",
+    parser.add_argument("--only", choices=("orders", "webhooks", "sockets", "search", "all"), default="all",
                         help="which phases: orders (and the bare route), webhooks, sockets (live order updates "
-                        "over WebSockets), or all (default)")
+                        "over WebSockets), search (search/suggest latency, rebuild times, index lag), or all "
+                        "(default)")
     parser.add_argument("--orders", type=_positive, default=2000, help="measured requests per phase (2000)")
     parser.add_argument("--webhooks", type=_positive, default=5000, help="measured webhook events (5000)")
     parser.add_argument("--sockets", type=_positive, default=1000,
@@ -51,6 +52,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="start no webhooks worker: leave the events' queue unconsumed and purge it after")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
                         help="skip timing the webhook ingest's parts on their own after the webhooks phase")
+    parser.add_argument("--searches", type=_positive, default=2000,
+                        help="measured searches, and as many suggests, in the search phase (2000)")
+    parser.add_argument("--search-catalog", type=_non_negative, default=50_000,
+                        help="products of the generated catalog whose full rebuild is timed; 0 skips it (50000)")
+    parser.add_argument("--update-rate", type=_positive, default=100,
+                        help="price changes per second while the index lag is sampled (100)")
+    parser.add_argument("--update-seconds", type=_positive, default=10, help="how long they stream (10)")
     parser.add_argument("--concurrency", type=_positive, default=16, help="client threads (16)")
     parser.add_argument("--client", choices=("requests", "http"), default=None,
                         help="the load generator's keep-alive sessions in every phase: requests.Session or bare "
@@ -88,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
 
         opts = Options(orders=args.orders, concurrency=args.concurrency, warmup=args.warmup, seed=args.seed,
                        only=args.only, webhooks=args.webhooks, webhooks_worker=args.webhooks_worker,
-                       breakdown=args.breakdown, client=args.client, sockets=args.sockets)
+                       breakdown=args.breakdown, client=args.client, sockets=args.sockets,
+                       searches=args.searches, search_catalog=args.search_catalog, update_rate=args.update_rate,
+                       update_seconds=args.update_seconds)
         return run(opts, tmp, redis_port, mongo_port, stop)
     except KeyboardInterrupt:
         print("\n[bench] interrupted; everything it started is stopped", file=sys.stderr)

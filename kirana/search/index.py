@@ -5,6 +5,7 @@ database name keeps two deployments, or test databases, sharing a Redis apart):
 
 - ``docs``          hash  product id -> the product as search shows it (JSON, with its words per field)
 - ``t:<word>``      set   product ids whose name, brand or category has the word
+- ``store:<id>``    set   product ids of a store
 - ``vocab``         set   every indexed word
 - ``pv:<prefix>``   set   words starting with the prefix (partial words)
 - ``del:<string>``  set   words one deletion away from the string (one-typo tolerance, SymSpell-style)
@@ -105,6 +106,7 @@ for _, v in ipairs(targets) do
     if oldraw then
       local old = cjson.decode(oldraw)
       for _, w in ipairs(old.k) do redis.call('SREM', base .. 't:' .. w, pid) end
+      if type(old.store_id) == 'string' then redis.call('SREM', base .. 'store:' .. old.store_id, pid) end
       for _, m in ipairs(old.s) do
         if redis.call('HINCRBY', base .. 'sc', m, -1) <= 0 then
           redis.call('HDEL', base .. 'sc', m)
@@ -119,6 +121,7 @@ for _, v in ipairs(targets) do
     if new then
       redis.call('HSET', base .. 'docs', pid, doc)
       for _, w in ipairs(new.k) do redis.call('SADD', base .. 't:' .. w, pid) end
+      if type(new.store_id) == 'string' then redis.call('SADD', base .. 'store:' .. new.store_id, pid) end
       for _, m in ipairs(new.s) do
         if redis.call('HINCRBY', base .. 'sc', m, 1) == 1 then
           if not prefixes then prefixes = cjson.decode(sugg) end

@@ -88,33 +88,43 @@ class Reader:
         self.r = r
         self.base = space(root, version)
 
-    def expand(self, word: str) -> Slot:
-        slot: Slot = {word: EXACT}
-        singular = text.stem(word)
-        if singular:
-            slot[singular] = EXACT
-        if len(word) >= 2:
-            for found in self.r.sscan_iter(f"{self.base}pv:{word}", count=1000):
-                if found != word:
-                    slot.setdefault(found, PREFIX)
-                if len(slot) > MAX_PREFIX_WORDS:
-                    break
-        if len(word) >= text.TYPO_MIN_LEN:
-            for near in self._one_typo(word):
-                slot.setdefault(near, TYPO)
-        return slot
-
-    def _one_typo(self, word: str) -> set[str]:
-        shorter = sorted(text.deletes(word))
-        swapped = sorted(text.transposes(word))
+    def expand(self, words: list[str]) -> dict[str, Slot]:
+        """What each query word may mean, in one round trip for all of them."""
         pipe = self.r.pipeline(transaction=False)
-        # Words with one letter more, or one letter changed: they share a deletion with the query word.
-        pipe.sunion([f"{self.base}del:{d}" for d in [word, *shorter]])
-        # Words with one letter less, or two letters swapped: they are in the vocabulary as they are.
-        pipe.smismember(f"{self.base}vocab", shorter + swapped)
-        related, known = pipe.execute()
-        found = set(related) | {w for w, k in zip(shorter + swapped, known, strict=True) if k}
-        return {w for w in found if w != word and text.within_one_typo(word, w)}
+        asked: list[tuple[str, str, list[str]]] = []
+        for word in dict.fromkeys(words):
+            if len(word) >= 2:
+                pipe.smembers(f"{self.base}pv:{word}")
+                asked.append((word, "prefix", []))
+            if len(word) >= text.TYPO_MIN_LEN:
+                # Words with one letter more, or one changed: they share a deletion with the query word.
+                shorter = sorted(text.deletes(word))
+                pipe.sunion([f"{self.base}del:{d}" for d in [word, *shorter]])
+                asked.append((word, "typo", []))
+                # Words with one letter less, or two letters swapped: in the vocabulary as they are.
+                candidates = shorter + sorted(text.transposes(word))
+                pipe.smismember(f"{self.base}vocab", candidates)
+                asked.append((word, "known", candidates))
+        slots: dict[str, Slot] = {}
+        for word in words:
+            slots[word] = {word: EXACT}
+            singular = text.stem(word)
+            if singular:
+                slots[word][singular] = EXACT
+        for (word, kind, candidates), answer in zip(asked, pipe.execute() if asked else [], strict=True):
+            slot = slots[word]
+            if kind == "prefix":
+                for found in sorted(answer)[:MAX_PREFIX_WORDS]:
+                    slot.setdefault(found, PREFIX)
+                continue
+            near = answer if kind == "typo" else [w for w, k in zip(candidates, answer, strict=True) if k]
+            for w in near:
+                if w != word and text.within_one_typo(word, w):
+                    slot.setdefault(w, TYPO)
+        return slots
+
+    def store(self, store_id: str) -> set[str]:
+        return set(self.r.smembers(f"{self.base}store:{store_id}"))
 
     def postings(self, words: set[str]) -> dict[str, set[str]]:
         ordered = sorted(words)
@@ -134,21 +144,19 @@ class Reader:
 
 def clauses(words: list[str], synonyms: Mapping[str, list[tuple[str, ...]]], reader: Reader) -> list[Clause]:
     """Split the query into synonym terms (longest first) and single words, and expand each."""
-    found: list[Clause] = []
+    terms: list[tuple[str, int]] = []  # (term, words it spans)
     i = 0
     while i < len(words):
-        for n in range(min(3, len(words) - i), 0, -1):
-            term = " ".join(words[i:i + n])
-            if term in synonyms:
-                alternatives = [[reader.expand(words[i])]] if n == 1 else []
-                for alt in synonyms[term]:
-                    alternatives.append([{w: (EXACT if alt == tuple(words[i:i + n]) else SYNONYM)} for w in alt])
-                found.append(Clause(term, alternatives))
-                i += n
-                break
-        else:
-            found.append(Clause(words[i], [[reader.expand(words[i])]]))
-            i += 1
+        n = next((n for n in range(min(3, len(words) - i), 0, -1) if " ".join(words[i:i + n]) in synonyms), 1)
+        terms.append((" ".join(words[i:i + n]), n))
+        i += n
+    slots = reader.expand([term for term, n in terms if n == 1])
+    found: list[Clause] = []
+    for term, n in terms:
+        alternatives = [[slots[term]]] if n == 1 else []
+        for alt in synonyms.get(term, []):
+            alternatives.append([{w: (EXACT if " ".join(alt) == term else SYNONYM)} for w in alt])
+        found.append(Clause(term, alternatives))
     return found
 
 
@@ -216,14 +224,18 @@ def search(r: redis.Redis, root: str, synonyms: Mapping[str, list[tuple[str, ...
         found = clauses(words, synonyms, reader)
         all_words = {w for c in found for alt in c.alternatives for slot in alt for w in slot}
         postings = reader.postings(all_words)
+        shelf = reader.store(filters.store_id) if filters.store_id else None
         per_clause = [_matches(c, postings) for c in found]
+        if shelf is not None:
+            # Only this store's products are loaded: on a catalog of many stores that is most of the work.
+            per_clause = [ids & shelf for ids in per_clause]
         ids = set.intersection(*per_clause)
         if not ids and len(per_clause) > 1:
             relaxed = True
             ids = set().union(*per_clause)
         candidates = reader.docs(sorted(ids))
     else:
-        candidates = reader.docs(reader.all_ids())
+        candidates = reader.docs(sorted(reader.store(filters.store_id)) if filters.store_id else reader.all_ids())
     hits = [d for d in candidates if filters.accepts(d)]
     scores = {d["id"]: _relevance(found, d) for d in hits}
     if relaxed:
