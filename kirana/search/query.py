@@ -126,11 +126,15 @@ class Reader:
     def store(self, store_id: str) -> set[str]:
         return set(self.r.smembers(f"{self.base}store:{store_id}"))
 
-    def postings(self, words: set[str]) -> dict[str, set[str]]:
+    def postings(self, words: set[str], store_id: str | None = None) -> dict[str, set[str]]:
+        """Product ids per word; only `store_id`'s, intersected in Redis (a catalog of many stores sends less)."""
         ordered = sorted(words)
         pipe = self.r.pipeline(transaction=False)
         for word in ordered:
-            pipe.smembers(f"{self.base}t:{word}")
+            if store_id:
+                pipe.sinter([f"{self.base}t:{word}", f"{self.base}store:{store_id}"])
+            else:
+                pipe.smembers(f"{self.base}t:{word}")
         return dict(zip(ordered, (set(p) for p in pipe.execute()), strict=True))
 
     def docs(self, ids: list[str]) -> list[dict[str, Any]]:
@@ -223,12 +227,8 @@ def search(r: redis.Redis, root: str, synonyms: Mapping[str, list[tuple[str, ...
     if words:
         found = clauses(words, synonyms, reader)
         all_words = {w for c in found for alt in c.alternatives for slot in alt for w in slot}
-        postings = reader.postings(all_words)
-        shelf = reader.store(filters.store_id) if filters.store_id else None
+        postings = reader.postings(all_words, filters.store_id)
         per_clause = [_matches(c, postings) for c in found]
-        if shelf is not None:
-            # Only this store's products are loaded: on a catalog of many stores that is most of the work.
-            per_clause = [ids & shelf for ids in per_clause]
         ids = set.intersection(*per_clause)
         if not ids and len(per_clause) > 1:
             relaxed = True
