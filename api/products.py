@@ -6,10 +6,6 @@ A write stores the change with its search mark and asks for an indexer run
 
 from __future__ import annotations
 
-import logging
-
-import pymongo.errors
-import redis.exceptions
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from api import schemas
@@ -18,9 +14,7 @@ from api.schemas import query_int
 from api.security import principal, requires
 from kirana import catalog, db
 from kirana.permissions import can_write_catalog
-from tasks.search import request_indexing
-
-log = logging.getLogger(__name__)
+from tasks.search import request_indexing_quietly
 
 bp = Blueprint("products", __name__, url_prefix="/api/v1/products")
 
@@ -129,12 +123,8 @@ def _not_found(product_id: str) -> Problem:
 
 
 def _index_soon() -> str:
-    try:
-        return request_indexing()
-    except (pymongo.errors.PyMongoError, redis.exceptions.RedisError) as exc:
-        # The change and its mark are stored; the beat sweep indexes it.
-        log.warning("could not enqueue the search indexer (%s); the sweep will", type(exc).__name__)
-        return "deferred"
+    # The change and its mark are stored either way; if no indexer run can be enqueued, the beat sweep runs one.
+    return request_indexing_quietly()
 
 
 def _written(product: dict[str, object]) -> Response:

@@ -56,6 +56,15 @@ def _pending_key() -> str:
     return f"{index.root_of(db.database())}:{PENDING_SUFFIX}"
 
 
+def request_indexing_quietly() -> str:
+    """request_indexing for work whose own outcome must not depend on it (an order's processing)."""
+    try:
+        return request_indexing()
+    except Exception as exc:  # the mark is stored with the product; the sweep indexes it
+        log.warning("could not enqueue the search indexer (%s); the sweep will", type(exc).__name__)
+        return "deferred"
+
+
 @app.task(name="search.index_dirty", base=KiranaTask, soft_time_limit=60, time_limit=90)
 def index_dirty() -> dict[str, Any]:
     # Cleared before reading: a write from now on enqueues a run of its own.

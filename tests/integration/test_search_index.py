@@ -206,3 +206,18 @@ def test_a_change_indexed_during_a_rebuild_survives_the_flip(database: Database,
     found = _find(database, "amul ghee")
     assert {item["id"]: item["price_paise"] for item in found.items}[pid] == 1_234
     index.Index(index.client(), index.root_of(database)).retire(str(search.current_version(database)))
+
+
+def test_an_orders_stock_moves_reach_the_index_and_sales_rank_by_popularity(shelf: Database) -> None:
+    from kirana import stock
+
+    _drain(shelf)
+    reserved = stock.reserve(shelf, STORE, "ord_test_1", "DAHI-400G", 10)
+    assert isinstance(reserved, stock.Reserved)
+    assert dirty.pending(shelf)  # the order's update marked the product
+    stock.settle(shelf, STORE, "ord_test_1", "DAHI-400G")
+    _drain(shelf)
+
+    found = _find(shelf, "amul", sort="popularity")
+    assert found.items[0]["id"] == f"{STORE}:DAHI-400G"
+    assert found.items[0]["popularity"] == 1 and found.items[0]["in_stock"] is False
