@@ -101,22 +101,24 @@ def groups(db: Database) -> dict[str, list[str]]:
 
 
 class _Cache:
+    """The table per database, re-read at most every CACHE_TTL_S."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._at = 0.0
-        self._table: dict[str, list[tuple[str, ...]]] = {}
+        self._tables: dict[str, tuple[float, dict[str, list[tuple[str, ...]]]]] = {}
 
     def clear(self) -> None:
         with self._lock:
-            self._at = 0.0
+            self._tables.clear()
 
     def table(self, db: Database) -> dict[str, list[tuple[str, ...]]]:
         with self._lock:
-            if time.monotonic() - self._at < CACHE_TTL_S:
-                return self._table
+            cached = self._tables.get(db.name)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_TTL_S:
+            return cached[1]
         table = build_table(groups(db).values())
         with self._lock:
-            self._table, self._at = table, time.monotonic()
+            self._tables[db.name] = (time.monotonic(), table)
         return table
 
 

@@ -221,3 +221,18 @@ def test_an_orders_stock_moves_reach_the_index_and_sales_rank_by_popularity(shel
     found = _find(shelf, "amul", sort="popularity")
     assert found.items[0]["id"] == f"{STORE}:DAHI-400G"
     assert found.items[0]["popularity"] == 1 and found.items[0]["in_stock"] is False
+
+
+def test_the_cli_rebuilds_with_a_progress_bar(shelf: Database) -> None:
+    import os
+    import subprocess
+    import sys
+
+    before = search.current_version(shelf)
+    done = subprocess.run([sys.executable, "-m", "kirana.search", "reindex"], capture_output=True, text=True,
+                          env={**os.environ, "MONGO_DB": shelf.name}, timeout=60, check=False)
+
+    assert done.returncode == 0, done.stderr
+    assert "3 products in" in done.stdout and f"(replaced v{before})" in done.stdout
+    assert "100%" in done.stderr and "3/3" in done.stderr  # tqdm's bar
+    assert search.current_version(shelf) != before
