@@ -26,7 +26,17 @@ def search(db: Database, q: str, filters: Filters, *, sort: str = "relevance", p
 
 
 def suggest(db: Database, q: str, *, limit: int = 10) -> list[dict[str, str]]:
-    return query.suggest(index.client(), index.root_of(db), synonyms.table(db), q, limit=limit)
+    table = synonyms.table(db)
+    found = query.suggest(index.client(), index.root_of(db), table, q, limit=limit)
+    if found or len(q.strip()) < 3:
+        return found
+    # Nothing starts with what was typed ("surf exel"): suggest the lines a search finds instead.
+    lines: list[dict[str, str]] = []
+    for item in query.search(index.client(), index.root_of(db), table, q, Filters(), per_page=limit * 3).items:
+        line = {"kind": "product", "text": index.line_name(item)}
+        if line not in lines:
+            lines.append(line)
+    return lines[:limit]
 
 
 def index_batch(db: Database, *, size: int) -> dirty.Batch:

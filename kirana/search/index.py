@@ -186,7 +186,7 @@ class Entry:
     suggestions: dict[str, str]  # member -> its prefixes and scores, as JSON
 
 
-def _line_name(product: Mapping[str, Any]) -> str:
+def line_name(product: Mapping[str, Any]) -> str:
     """The product's name without its pack size: what a shopper would pick from suggestions."""
     name = str(product.get("name") or "")
     unit = str(product.get("unit") or "")
@@ -237,7 +237,7 @@ def entry(product: Mapping[str, Any]) -> Entry:
     }
     words = tuple(sorted(set(name_words) | set(brand_words) | set(category_words)))
     suggestions: dict[str, str] = {}
-    for kind, label in (("product", _line_name(product)), ("brand", brand), ("category", category)):
+    for kind, label in (("product", line_name(product)), ("brand", brand), ("category", category)):
         if label:
             suggestions[f"{kind}\x1f{label}"] = _suggestion_prefixes(kind, label)
     doc["k"] = list(words)

@@ -273,6 +273,20 @@ def suggest(r: redis.Redis, root: str, synonyms: Mapping[str, list[tuple[str, ..
         candidate = (head + " ".join(alt))[: text.PREFIX_MAX_LEN]
         if candidate not in prefixes:
             prefixes.append(candidate)
+    ranked = _ranked_suggestions(r, base, prefixes, limit)
+    if not ranked and len(last_word) >= text.TYPO_MIN_LEN:
+        # Nothing starts so: a typo in a complete word ("aashirvad"); suggest what its neighbours start.
+        near = Reader(r, root, str(version)).expand([last_word])[last_word]
+        typo_prefixes = [(head + w)[: text.PREFIX_MAX_LEN] for w, weight in sorted(near.items()) if weight == TYPO]
+        ranked = _ranked_suggestions(r, base, typo_prefixes, limit)
+    ordered = sorted(ranked, key=lambda m: (ranked[m][1], ranked[m][0], m))[:limit]
+    return [{"kind": m.split("\x1f", 1)[0], "text": m.split("\x1f", 1)[1]} for m in ordered]
+
+
+def _ranked_suggestions(r: redis.Redis, base: str, prefixes: list[str], limit: int) -> dict[str, tuple[float, int]]:
+    """member -> (score, index of the first prefix that found it), over the prefixes' sorted sets."""
+    if not prefixes:
+        return {}
     pipe = r.pipeline(transaction=False)
     for prefix in prefixes:
         pipe.zrange(f"{base}sg:{prefix}", 0, limit - 1, withscores=True)
@@ -282,5 +296,4 @@ def suggest(r: redis.Redis, root: str, synonyms: Mapping[str, list[tuple[str, ..
             best = ranked.get(member)
             if best is None or (rank, score) < (best[1], best[0]):
                 ranked[member] = (score, rank)
-    ordered = sorted(ranked, key=lambda m: (ranked[m][1], ranked[m][0], m))[:limit]
-    return [{"kind": m.split("\x1f", 1)[0], "text": m.split("\x1f", 1)[1]} for m in ordered]
+    return ranked

@@ -50,3 +50,13 @@ def test_expected_products_are_in_the_top_five(catalog, case: dict[str, Any]) ->
     top = [item["id"] for item in found.items]
     missing = [sku for sku in case["expect"] if f"{store_id}:{sku}" not in top]
     assert not missing, f"{case['q']!r}: {missing} not in the top {TOP}: {[i['name'] for i in found.items]}"
+
+
+SUGGEST_CASES: list[dict[str, Any]] = json.loads(CASES_FILE.read_text())["suggest_cases"]
+
+
+@pytest.mark.parametrize("case", SUGGEST_CASES, ids=[c["q"] for c in SUGGEST_CASES])
+def test_suggestions_start_from_the_first_letters(catalog, case: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    shown = [s["text"] for s in search.suggest(catalog, case["q"], limit=TOP)]
+
+    assert set(case["expect"]) <= set(shown), f"{case['q']!r}: {shown}"
