@@ -76,6 +76,7 @@ class Result:
     reindex_big_ms: int = 0
     big_products: int = 0
     big_search_ms: list[float] = field(default_factory=list)
+    big_index_bytes: int = 0
     concurrency: int = 0
     # The engine alone (kirana.search called in this process from `concurrency` threads): no HTTP, no auth.
     engine_search: Latencies = field(default_factory=Latencies)
@@ -317,7 +318,9 @@ def _big_catalog(database: Database, big: int, rng: random.Random, result: Resul
     for i in range(0, len(products), 5000):
         other[collections.PRODUCTS].insert_many(products[i:i + 5000], ordered=False)
     log(f"search: full rebuild of {big} products")
+    memory_before = int(index.client().info("memory")["used_memory"])
     built_big = search.rebuild(other)
+    result.big_index_bytes = int(index.client().info("memory")["used_memory"]) - memory_before
     result.reindex_big_ms = int(built_big["duration_ms"])
     for q in ("atta", "toor dal", "surf exel", "aata", "biscuits", "alu bhujia", "oil", "amul"):
         t = time.perf_counter()
@@ -346,7 +349,7 @@ def report(result: Result) -> str:
         lines.append(f"full rebuild, generated catalog: {result.reindex_big_ms / 1000:.1f} s for "
                      f"{result.big_products} products ({result.big_products / max(result.reindex_big_ms, 1) * 1000:.0f}"
                      f" products/s); in-process search on it p50 {percentile(result.big_search_ms, 50):.1f} ms, "
-                     f"max {max(result.big_search_ms):.1f} ms")
+                     f"max {max(result.big_search_ms):.1f} ms; Redis memory +{result.big_index_bytes / 1e6:.0f} MB")
     lag = result.lag_samples_ms
     drained = f"{result.drained_after_ms:.0f} ms" if result.drained_after_ms >= 0 else "NOT within 60 s"
     lines.append(f"index lag under {result.updates_per_s:.0f} updates/s ({result.updates_sent} sent): "
