@@ -42,6 +42,8 @@ PREFIX = "kirana:search"
 # A retired keyspace lives on this long for searches that began before the flip.
 RETIRED_TTL_S = 60
 BUILD_TTL_S = 3600
+# How many versions back a finished build looks for keyspaces of builds that died half-way.
+ABANDONED_LOOKBACK = 5
 
 KIND_WEIGHT = {"brand": 3, "category": 2, "product": 1}
 
@@ -316,8 +318,10 @@ class Index:
         self.r.hset(f"{space(self.root, version)}meta", mapping={"built_at_ms": now_ms(), "docs": docs})
         old = str(self._flip(args=[self.root, version])) or None
         self.r.delete(f"{space(self.root, version)}gone")
-        if old:
-            self.retire(old)
+        # The replaced keyspace, and any a crashed build left between it and this one.
+        first = int(old) if old else int(version) - ABANDONED_LOOKBACK
+        for stale in range(max(first, int(version) - ABANDONED_LOOKBACK, 1), int(version)):
+            self.retire(str(stale))
         return old
 
     def retire(self, version: str) -> int:

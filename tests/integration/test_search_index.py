@@ -236,3 +236,16 @@ def test_the_cli_rebuilds_with_a_progress_bar(shelf: Database) -> None:
     assert "3 products in" in done.stdout and f"(replaced v{before})" in done.stdout
     assert "100%" in done.stderr and "3/3" in done.stderr  # tqdm's bar
     assert search.current_version(shelf) != before
+
+
+def test_a_build_that_died_half_way_is_cleaned_up_by_the_next(shelf: Database) -> None:
+    ix = index.Index(index.client(), index.root_of(shelf))
+    dead = ix.begin_build()
+    ix.apply(list(shelf[collections.PRODUCTS].find({})), [], mode="build", version=dead)  # ...and then it died
+    assert search.current_version(shelf) != dead
+
+    search.rebuild(shelf)
+
+    leftovers = list(index.client().scan_iter(match=f"{index.space(ix.root, dead)}*", count=1000))
+    assert leftovers and all(0 < index.client().ttl(key) <= index.RETIRED_TTL_S for key in leftovers)
+    assert _find(shelf, "ghee").total == 1
