@@ -10,6 +10,7 @@ most clauses come first instead (so one unknown word does not empty the page).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -201,17 +202,31 @@ def _relevance(found: list[Clause], doc: Mapping[str, Any]) -> float:
     return score + 0.05 / math.sqrt(max(1, len(doc.get("nt") or ())))
 
 
-def facets(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    category: Counter[str] = Counter(d["category"] for d in docs if d.get("category"))
-    brand: Counter[str] = Counter(d["brand"] for d in docs if d.get("brand"))
-    buckets: Counter[str] = Counter(price_bucket(int(d["price_paise"])) for d in docs)
-    in_stock = sum(1 for d in docs if d["in_stock"])
+def facets(docs: list[dict[str, Any]], filters: Filters | None = None) -> dict[str, Any]:
+    """Counts per category, brand, price bucket and stock state.
+
+    Each facet counts the products that pass every *other* filter (with `filters`), so a
+    shopper who picked a brand still sees how many the other brands have ("disjunctive"
+    facets); without `filters`, all of `docs` are counted.
+    """
+    f = filters or Filters()
+    without = {
+        "category": dataclasses.replace(f, category=None),
+        "brand": dataclasses.replace(f, brand=None),
+        "price": dataclasses.replace(f, min_price=None, max_price=None),
+        "in_stock": dataclasses.replace(f, in_stock=None),
+    }
+    pool = {name: [d for d in docs if other.accepts(d)] for name, other in without.items()}
+    category: Counter[str] = Counter(d["category"] for d in pool["category"] if d.get("category"))
+    brand: Counter[str] = Counter(d["brand"] for d in pool["brand"] if d.get("brand"))
+    buckets: Counter[str] = Counter(price_bucket(int(d["price_paise"])) for d in pool["price"])
+    in_stock = sum(1 for d in pool["in_stock"] if d["in_stock"])
     order = [price_bucket(b - 1) for b in PRICE_BUCKETS] + [price_bucket(PRICE_BUCKETS[-1])]
     return {
         "category": [{"value": k, "count": v} for k, v in sorted(category.items(), key=lambda kv: (-kv[1], kv[0]))],
         "brand": [{"value": k, "count": v} for k, v in sorted(brand.items(), key=lambda kv: (-kv[1], kv[0]))],
         "price": [{"value": b, "count": buckets[b]} for b in order if buckets[b]],
-        "in_stock": {"true": in_stock, "false": len(docs) - in_stock},
+        "in_stock": {"true": in_stock, "false": len(pool["in_stock"]) - in_stock},
     }
 
 
@@ -253,8 +268,8 @@ def search(r: redis.Redis, root: str, synonyms: Mapping[str, list[tuple[str, ...
     start = (page - 1) * per_page
     items = [{k: d.get(k) for k in SHOWN} | {"score": round(scores[d["id"]], 4)}
              for d in hits[start:start + per_page]]
-    return Result(items=items, total=len(hits), facets=facets(hits), relaxed=relaxed, version=str(version),
-                  interpreted=[c.text for c in found])
+    return Result(items=items, total=len(hits), facets=facets(candidates, filters), relaxed=relaxed,
+                  version=str(version), interpreted=[c.text for c in found])
 
 
 def suggest(r: redis.Redis, root: str, synonyms: Mapping[str, list[tuple[str, ...]]], q: str, *, limit: int = 10
