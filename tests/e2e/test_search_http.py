@@ -200,3 +200,20 @@ def test_the_lag_is_in_metrics_and_readyz(stack, indexed) -> None:  # type: igno
     ready = requests.get(stack.url("/readyz"), timeout=10).json()
     assert ready["checks"]["search"]["version"] is not None
     assert ready["checks"]["search"]["lag_s"] >= 0
+
+
+def test_the_beat_sweep_indexes_a_change_nobody_enqueued(stack, indexed, shopper) -> None:  # type: ignore[no-untyped-def]
+    from kirana import catalog
+    from tasks.app import app
+
+    word = _word()
+    # Stored and marked, as a write whose enqueue was lost leaves it: no message on the search queue.
+    product = catalog.create_product(stack.db, STORE_A, f"E2E-{word.upper()}", {
+        "name": f"Kirana {word.capitalize()} Papad 200 g", "brand": "Kirana Test", "category": "Snacks & Namkeen",
+        "unit": "200 g", "price_paise": 5_000}, stock=3)
+    time.sleep(1.0)
+    assert _search(shopper, q=word)["total"] == 0  # nothing else would have indexed it
+
+    app.send_task("search.sweep")  # what beat sends every 30 s
+
+    _until(lambda: _ids(_search(shopper, q=word)) == [product["_id"]], DOCUMENTED_LAG_S, "swept into the index")
