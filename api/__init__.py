@@ -21,6 +21,7 @@ from api import (
     payments,
     problems,
     products,
+    search,
     security,
     sync,
     tracing,
@@ -59,4 +60,5 @@ def create_app() -> Flask:
     app.register_blueprint(carts.bp)
     app.register_blueprint(sync.bp)
     app.register_blueprint(analytics.bp)
+    app.register_blueprint(search.bp)
     return app

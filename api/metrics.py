@@ -32,7 +32,7 @@ from pymongo.database import Database
 
 from api.health import STALL_AFTER_S
 from api.security import public
-from kirana import db, dead_letters, liveness, outbox, redis_conn, sync
+from kirana import db, dead_letters, liveness, outbox, redis_conn, search, sync
 from kirana.backups import catalog as backup_catalog
 from kirana.config import settings
 from tasks.queues import Queue
@@ -50,17 +50,21 @@ class StoreCollector:
         backlog = GaugeMetricFamily("kirana_outbox_backlog", "Outbox entries waiting for the broker")
         sync_lag = GaugeMetricFamily("kirana_sync_oldest_pending_seconds",
                                      "Age of the oldest offline sync batch not yet applied (0 when none)")
+        lag = GaugeMetricFamily("kirana_search_index_lag_seconds",
+                                "Age of the oldest product change not yet in the search index (0 when none)")
         try:
             database = db.database()
             for task, count in sorted(dead_letters.counts_by_task(database).items()):
                 letters.add_metric([task], count)
             backlog.add_metric([], outbox.backlog(database))
             sync_lag.add_metric([], sync.oldest_pending_age_s(database))
+            lag.add_metric([], search.lag_seconds(database))
         except pymongo.errors.PyMongoError:
             return  # a scrape during an outage shows the series missing, not zero
         yield letters
         yield backlog
         yield sync_lag
+        yield lag
         yield from _backup_metrics(database)
 
 

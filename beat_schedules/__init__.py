@@ -62,4 +62,17 @@ SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute="*"),
         "options": {"expires": 55.0},
     },
+    # Index products whose change no indexer run has taken yet (a lost message, Redis down at the
+    # write); builds the first index of a fresh deployment.
+    "search-sweep": {
+        "task": "search.sweep",
+        "schedule": 30.0,
+        "options": {"expires": 25.0},
+    },
+    # A full rebuild at night: drops anything a partial update could have left behind.
+    "search-reindex-nightly": {
+        "task": "search.reindex",
+        "schedule": crontab(hour=3, minute=30),
+        "options": {"expires": 3600.0},
+    },
 }

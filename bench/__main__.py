@@ -1,4 +1,4 @@
-"""`python -m bench [--only orders|webhooks|sockets|backups|all] [--orders N] [--webhooks N] [--sockets N]
+"""`python -m bench [--only orders|webhooks|sockets|search|backups|all] [--orders N] [--webhooks N] [--sockets N]
 [--backup-docs N] [--disk-mb M] [--concurrency C] [--warmup W]`.
 
 What `make bench` runs (BENCH_ARGS="--only webhooks" passes flags).
@@ -40,10 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and submit->confirmed latency; then accepted events/s and latency of POST /webhooks/razorpay; "
         "on private servers started for the run.",
     )
-    parser.add_argument("--only", choices=("orders", "webhooks", "sockets", "backups", "all"), default="all",
+    parser.add_argument("--only", choices=("orders", "webhooks", "sockets", "search", "backups", "all"), default="all",
                         help="which phases: orders (and the bare route), webhooks, sockets (live order updates "
-                        "over WebSockets), backups (backup and restore throughput beside the disk's write speed), "
-                        "or all (default)")
+                        "over WebSockets), search (search/suggest latency, rebuild times, index lag), backups "
+                        "(backup and restore throughput beside the disk's write speed), or all (default)")
     parser.add_argument("--backup-docs", type=_positive, default=1_000_000,
                         help="documents in the collection the backups phase dumps and restores (1000000)")
     parser.add_argument("--disk-mb", type=_positive, default=1024,
@@ -56,6 +56,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="start no webhooks worker: leave the events' queue unconsumed and purge it after")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
                         help="skip timing the webhook ingest's parts on their own after the webhooks phase")
+    parser.add_argument("--searches", type=_positive, default=2000,
+                        help="measured searches, and as many suggests, in the search phase (2000)")
+    parser.add_argument("--search-catalog", type=_non_negative, default=50_000,
+                        help="products of the generated catalog whose full rebuild is timed; 0 skips it (50000)")
+    parser.add_argument("--update-rate", type=_positive, default=100,
+                        help="price changes per second while the index lag is sampled (100)")
+    parser.add_argument("--update-seconds", type=_positive, default=10, help="how long they stream (10)")
     parser.add_argument("--concurrency", type=_positive, default=16, help="client threads (16)")
     parser.add_argument("--client", choices=("requests", "http"), default=None,
                         help="the load generator's keep-alive sessions in every phase: requests.Session or bare "
@@ -96,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_backups(tmp, args.backup_docs, args.disk_mb, args.seed)
         opts = Options(orders=args.orders, concurrency=args.concurrency, warmup=args.warmup, seed=args.seed,
                        only=args.only, webhooks=args.webhooks, webhooks_worker=args.webhooks_worker,
-                       breakdown=args.breakdown, client=args.client, sockets=args.sockets)
+                       breakdown=args.breakdown, client=args.client, sockets=args.sockets,
+                       searches=args.searches, search_catalog=args.search_catalog, update_rate=args.update_rate,
+                       update_seconds=args.update_seconds)
         failed = run(opts, tmp, redis_port, mongo_port, stop)
         if args.only == "all":
             print(flush=True)

@@ -145,6 +145,10 @@ class Settings:
     backup_dir: str = ""
     backup_keep_daily: int = 7
     backup_keep_weekly: int = 4
+    # Search (kirana.search): the Redis that holds the index ("" = REDIS_URL), and how many
+    # marked products one indexer batch takes.
+    search_redis_url: str = field(default="", repr=False)
+    search_batch_size: int = 500
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -217,6 +221,8 @@ class Settings:
             backup_dir=_env("BACKUP_DIR", cls.backup_dir),
             backup_keep_daily=_int("BACKUP_KEEP_DAILY", cls.backup_keep_daily),
             backup_keep_weekly=_int("BACKUP_KEEP_WEEKLY", cls.backup_keep_weekly),
+            search_redis_url=_env("SEARCH_REDIS_URL", cls.search_redis_url),
+            search_batch_size=_int("SEARCH_BATCH_SIZE", cls.search_batch_size),
         )
 
 
@@ -290,6 +296,8 @@ ENV_NAMES: dict[str, str] = {
     "backup_dir": "BACKUP_DIR",
     "backup_keep_daily": "BACKUP_KEEP_DAILY",
     "backup_keep_weekly": "BACKUP_KEEP_WEEKLY",
+    "search_redis_url": "SEARCH_REDIS_URL",
+    "search_batch_size": "SEARCH_BATCH_SIZE",
 }
 assert set(ENV_NAMES) == {f.name for f in fields(Settings)}
 

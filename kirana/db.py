@@ -72,6 +72,9 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     ("store_analytics", [("kind", 1), ("store_id", 1), ("day", 1)], {}),
     # The analytics scan reads orders by when they last changed.
     (ORDERS, [("updated_at_ms", 1)], {}),
+    # Search (kirana.search.dirty): the oldest product change, and deletion, not yet indexed.
+    (PRODUCTS, [("search_dirty_ms", 1)], {}),
+    ("search_tombstones", [("changed_at_ms", 1)], {}),
 ]
 
 

@@ -47,6 +47,8 @@ MATRIX: Mapping[str, frozenset[Role]] = {
     "cart:manage": frozenset({Role.CUSTOMER}),
     "sync:submit": frozenset({Role.CUSTOMER, Role.RIDER}),
     "analytics:read": frozenset({Role.STORE_OWNER, Role.STORE_STAFF, Role.OPS, Role.ADMIN}),
+    "catalog:write": frozenset({Role.STORE_OWNER, Role.STORE_STAFF, Role.ADMIN}),  # store roles: their store
+    "search:manage": frozenset({Role.OPS, Role.ADMIN}),
 }
 
 # What a role that still owes two-factor may do: enrol, and leave.
@@ -92,5 +94,12 @@ def can_see_order(principal: Principal, order: Mapping[str, Any]) -> bool:
 def can_see_store(principal: Principal, store_id: str) -> bool:
     """Ops and admin see every store; store roles only their own."""
     if principal.role in {Role.OPS, Role.ADMIN}:
+        return True
+    return principal.role in STORE_ROLES and principal.store_id is not None and principal.store_id == store_id
+
+
+def can_write_catalog(principal: Principal, store_id: str) -> bool:
+    """Store roles change their own store's shelf; admin any store's."""
+    if principal.role == Role.ADMIN:
         return True
     return principal.role in STORE_ROLES and principal.store_id is not None and principal.store_id == store_id

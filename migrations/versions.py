@@ -103,6 +103,12 @@ STEPS: list[Step] = [
          data_up=_order_idempotency_key,
          irreversible="the keys it wrote cannot be told from the ones the code writes (both auto:<order id>), "
                       "and the code relies on every order having one"),
+    Step(9, "search: products marked for the index, deletions not yet indexed, the synonym table",
+         collections=("search_tombstones", "search_synonyms"),
+         indexes=(
+             index("products", "search_dirty_ms"),
+             index("search_tombstones", "changed_at_ms"),
+         )),
 ]
 
 HEAD = STEPS[-1].version

@@ -15,6 +15,7 @@ from tasks import audit as audit_task
 from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
 from tasks import reliability
+from tasks import search as search_tasks
 from tasks.app import app
 from tasks.base import KiranaTask, publish_order_update
 from tasks.reliability import run_once
@@ -44,6 +45,9 @@ def process(order_id: str) -> str:
         # create_order is idempotent; with the broker down it waits in the outbox.
         attempt = int(orders.get(db.database(), order_id).get("payment_attempt", 1))
         reliability.enqueue(payment_tasks.create_order, [order_id, attempt])
+    if outcome.acted:
+        # Stock moved, so in_stock may have: one coalesced indexer run (the search sweep is the safety net).
+        search_tasks.request_indexing_quietly()
     if outcome.acted and outcome.status == orders.Status.CONFIRMED:
         notification_tasks.order_event(order_id, "order_confirmed")
     if outcome.acted and outcome.status == orders.Status.REJECTED:
