@@ -11,6 +11,7 @@ from api import (
     deliveries,
     health,
     live,
+    loyalty,
     metrics,
     notifications,
     orders,
@@ -46,4 +47,5 @@ def create_app() -> Flask:
     app.register_blueprint(live.bp)
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(notifications.bp)
+    app.register_blueprint(loyalty.bp)
     return app

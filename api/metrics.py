@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pymongo.errors
+import redis.exceptions
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from api.security import public
-from kirana import db, dead_letters, outbox
+from kirana import db, dead_letters, outbox, redis_conn
+from kirana.loyalty import boards
 
 bp = Blueprint("metrics", __name__)
 
@@ -36,8 +38,22 @@ class StoreCollector:
         yield backlog
 
 
+class LeaderboardCollector:
+    def collect(self) -> Iterator[Metric]:
+        refreshed = GaugeMetricFamily("kirana_leaderboard_last_refresh_timestamp_seconds",
+                                      "When the leaderboards were last rebuilt from the ledger (unix time)")
+        try:
+            at = boards.last_refresh(redis_conn.client())
+        except redis.exceptions.RedisError:
+            return
+        if at is not None:
+            refreshed.add_metric([], at)
+            yield refreshed
+
+
 _registry = CollectorRegistry()
 _registry.register(StoreCollector())  # type: ignore[arg-type]
+_registry.register(LeaderboardCollector())  # type: ignore[arg-type]
 
 
 @bp.get("/metrics")

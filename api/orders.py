@@ -12,6 +12,7 @@ from kirana import audit, db, orders, payments
 from kirana.config import settings
 from kirana.permissions import can_see_order
 from tasks import audit as audit_task
+from tasks import leaderboards as loyalty_tasks
 from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
 from tasks import reliability
@@ -74,6 +75,7 @@ def cancel(order_id: str) -> tuple[Response, int]:
         raise Problem(409, "cannot-cancel", "The order cannot be cancelled now", str(exc)) from None
     if done.refund_payment_id:
         reliability.enqueue(payment_tasks.refund, [done.refund_payment_id])
+    loyalty_tasks.order_changed(order_id)  # earned points reversed, redeemed points given back
     audit_task.send(audit.new_event("order.cancelled", actor=me.user_id, target=order_id,
                                     detail={"status": done.status, "refund_payment_id": done.refund_payment_id},
                                     ip=client_address()))

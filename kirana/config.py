@@ -130,6 +130,15 @@ class Settings:
     notify_per_recipient_per_hour: int = 30
     notify_per_provider_per_second: int = 50
 
+    # Loyalty (kirana.loyalty): points per order, what a point is worth at checkout.
+    loyalty_paise_per_point: int = 1000  # 1 point per ₹10 paid
+    # Categories that earn their points twice (one more point per ₹10), comma-separated.
+    loyalty_bonus_categories: str = "Dairy,Dry Fruits"
+    loyalty_first_order_bonus: int = 50
+    loyalty_point_value_paise: int = 25  # a redeemed point takes ₹0.25 off
+    # A leaderboard refresh counts ledger entries older than this; newer ones arrive incrementally.
+    leaderboard_refresh_margin_s: int = 10
+
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
@@ -192,6 +201,11 @@ class Settings:
             notify_timeout_s=_float("NOTIFY_TIMEOUT_S", cls.notify_timeout_s),
             notify_per_recipient_per_hour=_int("NOTIFY_PER_RECIPIENT_PER_HOUR", cls.notify_per_recipient_per_hour),
             notify_per_provider_per_second=_int("NOTIFY_PER_PROVIDER_PER_SECOND", cls.notify_per_provider_per_second),
+            loyalty_paise_per_point=_int("LOYALTY_PAISE_PER_POINT", cls.loyalty_paise_per_point),
+            loyalty_bonus_categories=_env("LOYALTY_BONUS_CATEGORIES", cls.loyalty_bonus_categories),
+            loyalty_first_order_bonus=_int("LOYALTY_FIRST_ORDER_BONUS", cls.loyalty_first_order_bonus),
+            loyalty_point_value_paise=_int("LOYALTY_POINT_VALUE_PAISE", cls.loyalty_point_value_paise),
+            leaderboard_refresh_margin_s=_int("LEADERBOARD_REFRESH_MARGIN_S", cls.leaderboard_refresh_margin_s),
         )
 
 
@@ -256,6 +270,11 @@ ENV_NAMES: dict[str, str] = {
     "notify_timeout_s": "NOTIFY_TIMEOUT_S",
     "notify_per_recipient_per_hour": "NOTIFY_PER_RECIPIENT_PER_HOUR",
     "notify_per_provider_per_second": "NOTIFY_PER_PROVIDER_PER_SECOND",
+    "loyalty_paise_per_point": "LOYALTY_PAISE_PER_POINT",
+    "loyalty_bonus_categories": "LOYALTY_BONUS_CATEGORIES",
+    "loyalty_first_order_bonus": "LOYALTY_FIRST_ORDER_BONUS",
+    "loyalty_point_value_paise": "LOYALTY_POINT_VALUE_PAISE",
+    "leaderboard_refresh_margin_s": "LEADERBOARD_REFRESH_MARGIN_S",
 }
 assert set(ENV_NAMES) == {f.name for f in fields(Settings)}
 

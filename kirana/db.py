@@ -19,6 +19,9 @@ ORDERS = "orders"
 ORDER_EVENTS = "order_events"
 PRODUCTS = "products"
 STORES = "stores"
+LOYALTY_LEDGER = "loyalty_ledger"
+LOYALTY_ACCOUNTS = "loyalty_accounts"
+ACHIEVEMENTS = "achievements"
 
 # (collection, keys, options) for every index the code relies on. All keys are
 # ascending and unnamed: the embedded server ignores index names and
@@ -61,6 +64,14 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     # Notifications and deliveries.
     ("notification_attempts", [("notification_id", 1)], {}),
     ("delivery_locations", [("order_id", 1), ("at_ms", 1)], {}),
+    # Loyalty (kirana.loyalty): a customer's recent entries, an order's entries, one board's rebuild.
+    (LOYALTY_LEDGER, [("customer_id", 1), ("created_at_ms", 1)], {}),
+    (LOYALTY_LEDGER, [("order_id", 1)], {}),
+    (LOYALTY_LEDGER, [("store_id", 1), ("at_ms", 1)], {}),
+    (LOYALTY_LEDGER, [("city", 1), ("at_ms", 1)], {}),
+    (ACHIEVEMENTS, [("customer_id", 1)], {}),
+    # The loyalty sweep looks at recently changed orders.
+    (ORDERS, [("updated_at_ms", 1)], {}),
 ]
 
 

@@ -41,6 +41,8 @@ MATRIX: Mapping[str, frozenset[Role]] = {
     "deliveries:ride": frozenset({Role.RIDER}),
     "notifications:read": EVERYONE,  # one's own inbox and preferences
     "users:manage": frozenset({Role.ADMIN}),
+    "loyalty:read": frozenset({Role.CUSTOMER}),  # one's own points
+    "leaderboards:read": EVERYONE,
 }
 
 # What a role that still owes two-factor may do: enrol, and leave.

@@ -22,7 +22,7 @@ from tasks.queues import ROUTES, Queue, transport_options
 # routes and the schedule name (tests/unit/test_celery_config.py checks it).
 TASK_MODULES = [
     "tasks.orders", "tasks.payments", "tasks.webhooks", "tasks.notifications", "tasks.audit", "tasks.heartbeat",
-    "tasks.reliability", "tasks.dead_letters",
+    "tasks.reliability", "tasks.dead_letters", "tasks.leaderboards",
 ]
 
 

@@ -7,6 +7,7 @@ import logging
 from kirana import db, deliveries, fulfilment, orders
 from kirana.clock import now_ms
 from kirana.config import settings
+from tasks import leaderboards as loyalty_tasks
 from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
 from tasks import reliability
@@ -39,6 +40,9 @@ def process(order_id: str) -> str:
         # create_order is idempotent; with the broker down it waits in the outbox.
         attempt = int(orders.get(db.database(), order_id).get("payment_attempt", 1))
         reliability.enqueue(payment_tasks.create_order, [order_id, attempt])
+    if outcome.status in {orders.Status.CONFIRMED, orders.Status.REJECTED}:
+        # Points (or points given back), also when a redelivery finds the order moved: syncing is idempotent.
+        loyalty_tasks.order_changed(order_id)
     if outcome.acted and outcome.status == orders.Status.CONFIRMED:
         notification_tasks.order_event(order_id, "order_confirmed")
     if outcome.acted and outcome.status == orders.Status.REJECTED:
