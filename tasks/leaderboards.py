@@ -57,8 +57,8 @@ def sweep() -> int:
     return len(found)
 
 
-@app.task(name="leaderboards.refresh", base=KiranaTask, soft_time_limit=540, time_limit=590)
-@run_once("leaderboards.refresh", ttl_s=600)
+@app.task(name="leaderboards.refresh", base=KiranaTask, soft_time_limit=400, time_limit=450)
+@run_once("leaderboards.refresh", ttl_s=480)
 def refresh() -> dict[str, float]:
     done = boards.refresh(db.database(), boards.Boards(redis_conn.client()), now_ms=now_ms(),
                           margin_ms=settings().leaderboard_refresh_margin_s * 1000)

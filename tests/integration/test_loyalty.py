@@ -14,7 +14,7 @@ from kirana import fulfilment, loyalty, orders, payments
 from kirana.clock import now_ms
 from kirana.loyalty import achievements, boards, ledger
 from kirana.loyalty.rules import Rules
-from kirana.orders import NewOrder, OrderItem, PaymentMethod, Status
+from kirana.orders import NewOrder, OrderItem, PaymentMethod
 
 LEASE = 60_000
 RULES = Rules(paise_per_point=1000, bonus_categories=frozenset({"Dairy"}), first_order_bonus=50,
@@ -216,7 +216,8 @@ def test_achievements_are_awarded_once_each(database, shop, lb) -> None:  # type
     for i, order_id in enumerate(ids):
         _confirm(database, order_id)
         # Ten consecutive days in the past.
-        database[collections.ORDERS].update_one({"_id": order_id}, {"$set": {"created_at_ms": now_ms() - (10 - i) * day}})
+        at = now_ms() - (10 - i) * day
+        database[collections.ORDERS].update_one({"_id": order_id}, {"$set": {"created_at_ms": at}})
 
     with ThreadPoolExecutor(4) as pool:
         runs = list(pool.map(lambda o: loyalty.sync_order(database, lb, o, RULES), ids))

@@ -1,0 +1,91 @@
+"""Points through the real stack: a COD order confirmed by the orders pool earns on the leaderboards pool."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from kirana import db as collections
+from kirana.loyalty import boards
+from kirana.permissions import Role
+from kirana.seed import STORES
+
+pytestmark = pytest.mark.e2e
+
+STORE = STORES[0]["_id"]
+CITY = boards.city_id(STORES[0]["city"])
+
+
+def _products(stack, n: int = 2) -> list[dict]:  # type: ignore[no-untyped-def]
+    found = stack.db[collections.PRODUCTS].find({"store_id": STORE, "stock": {"$gte": 50}}).sort("_id", 1).limit(n)
+    return list(found)
+
+
+def _loyalty(client, until, timeout: float = 20.0) -> dict:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = client.http.get(client.url("/api/v1/customers/me/loyalty"), timeout=10)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        if until(body) or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)
+
+
+def test_a_confirmed_cod_order_earns_points_seen_at_the_api_and_on_the_boards(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    products = _products(stack)
+    resp = customer.submit({"store_id": STORE, "items": [{"sku": p["sku"], "qty": 3} for p in products],
+                            "payment_method": "cod"})
+    assert resp.status_code == 202
+    order = customer.wait_terminal(resp.json()["id"])
+    assert order["status"] == "confirmed"
+
+    mine = _loyalty(customer, lambda b: b["balance"] > 0 and b["ranks"] and b["achievements"])
+
+    earned = order["total_paise"] // 1000
+    assert mine["balance"] >= earned + 50  # base, the first-order bonus, and any bonus category
+    assert mine["balance"] == sum(e["points"] for e in mine["recent"])
+    assert {e["order_id"] for e in mine["recent"]} == {order["id"]}
+    assert [a["id"] for a in mine["achievements"]] == ["first_order"]
+    boards_on = {(r["scope"], r["scope_id"], r["period"]) for r in mine["ranks"]}
+    assert boards_on == {(s, i, p) for s, i in (("store", STORE), ("city", CITY)) for p in boards.PERIODS}
+
+    rider = stack.user(Role.RIDER)  # everyone may read a board
+    board = rider.http.get(rider.url(f"/api/v1/leaderboards/city/{CITY}/week?limit=100"), timeout=10)
+    assert board.status_code == 200, board.text
+    entry = next(e for e in board.json()["entries"] if e["customer_id"] == customer.user_id)
+    assert entry["points"] == mine["balance"]
+    assert "@" not in entry["name"]  # never the customer's email address
+
+
+def test_redeemed_points_lower_the_total_and_a_cancel_gives_them_back(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    products = _products(stack, 3)
+    first = customer.submit({"store_id": STORE, "items": [{"sku": products[0]["sku"], "qty": 4}],
+                             "payment_method": "cod"})
+    customer.wait_terminal(first.json()["id"])
+    balance = _loyalty(customer, lambda b: b["balance"] > 0)["balance"]
+
+    resp = customer.submit({"store_id": STORE, "items": [{"sku": products[1]["sku"], "qty": 5}],
+                            "payment_method": "cod", "redeem_points": 20})
+    assert resp.status_code == 202, resp.text
+    order = customer.wait_terminal(resp.json()["id"])
+    assert order["status"] == "confirmed", order
+    assert order["discount_paise"] == 20 * 25
+    assert order["total_paise"] == order["subtotal_paise"] - 500
+
+    cancelled = customer.http.post(customer.url(f"/api/v1/orders/{order['id']}/cancel"), timeout=10)
+    assert cancelled.status_code == 202
+    back = _loyalty(customer, lambda b: any(e["kind"] == "redeem_return" for e in b["recent"]))
+    assert back["balance"] == balance
+
+
+def test_a_board_is_read_with_a_limit_and_unknown_periods_are_404(stack) -> None:  # type: ignore[no-untyped-def]
+    reader = stack.customer()
+    ok = reader.http.get(reader.url(f"/api/v1/leaderboards/store/{STORE}/all?limit=1"), timeout=10)
+    assert ok.status_code == 200 and len(ok.json()["entries"]) <= 1
+    assert reader.http.get(reader.url(f"/api/v1/leaderboards/store/{STORE}/year"), timeout=10).status_code == 404
+    bad = reader.http.get(reader.url(f"/api/v1/leaderboards/store/{STORE}/day?limit=0"), timeout=10)
+    assert bad.status_code == 400
+    assert requests.get(stack.url("/api/v1/customers/me/loyalty"), timeout=10).status_code == 401
