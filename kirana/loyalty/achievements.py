@@ -95,16 +95,21 @@ def history(db: Database, customer_id: str) -> list[Done]:
 
 def evaluate(db: Database, customer_id: str, *, order_id: str | None = None) -> list[dict[str, Any]]:
     """Award what the customer has reached; returns the achievements still to be notified."""
+    have = {a["achievement"]: a for a in earned(db, customer_id)}
+    if all(a.id in have for a in RULES):
+        return [a for a in have.values() if not a.get("notified_at_ms")]
     done = history(db, customer_id)
+    added = False
     for achievement in RULES:
-        if not achievement.reached(done):
+        if achievement.id in have or not achievement.reached(done):
             continue
+        added = True
         with contextlib.suppress(DuplicateKeyError):
             db[ACHIEVEMENTS].insert_one({
                 "_id": f"{customer_id}:{achievement.id}", "customer_id": customer_id,
                 "achievement": achievement.id, "order_id": order_id, "at_ms": now_ms(), "at": utcnow(),
             })
-    return [a for a in earned(db, customer_id) if not a.get("notified_at_ms")]
+    return [a for a in (earned(db, customer_id) if added else have.values()) if not a.get("notified_at_ms")]
 
 
 def mark_notified(db: Database, achievement_doc_id: str) -> None:

@@ -263,21 +263,26 @@ _FIELDS = {"_id": 0, "customer_id": 1, "store_id": 1, "city": 1, "points": 1, "a
 def _aggregate(entries: Iterable[Mapping[str, Any]], wanted: Mapping[str, str]) -> tuple[
         dict[str, dict[str, list[int]]], int]:
     """Sum points and take the latest time per (board, member). `wanted`: period -> bucket to build."""
+    # Bucket bounds once, not a datetime per entry: this loop runs a million times.
+    spans = [(period, name, bucket_range_ms(period, name)) for period, name in wanted.items()]
     built: dict[str, dict[str, list[int]]] = {}
     count = 0
     for entry in entries:
         count += 1
-        at = int(entry["at_ms"])
+        at, points, member = int(entry["at_ms"]), int(entry["points"]), entry["customer_id"]
         for scope, sid in scopes_of(entry):
-            for period, name in wanted.items():
-                if period != "all" and bucket(period, at) != name:
+            for period, name, span in spans:
+                if span is not None and not span[0] <= at < span[1]:
                     continue
-                members = built.setdefault(key(scope, sid, period, name), {})
-                acc = members.get(entry["customer_id"])
+                board = key(scope, sid, period, name)
+                members = built.get(board)
+                if members is None:
+                    members = built[board] = {}
+                acc = members.get(member)
                 if acc is None:
-                    members[entry["customer_id"]] = [int(entry["points"]), at]
+                    members[member] = [points, at]
                 else:
-                    acc[0] += int(entry["points"])
+                    acc[0] += points
                     acc[1] = max(acc[1], at)
     return built, count
 

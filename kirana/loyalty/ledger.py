@@ -53,13 +53,16 @@ def _ensure_account(db: Database, customer_id: str) -> None:
 
 def apply_to_account(db: Database, entry: Mapping[str, Any]) -> bool:
     """Add an entry to its customer's balance unless it was added before; True when added now."""
-    _ensure_account(db, entry["customer_id"])
-    done = db[ACCOUNTS].update_one(
-        {"_id": entry["customer_id"], f"applied.{entry['_id']}": {"$exists": False}},
-        {"$inc": {"balance": int(entry["points"])},
-         "$set": {f"applied.{entry['_id']}": int(entry["created_at_ms"]), "updated_at_ms": now_ms()}},
-    )
-    return done.modified_count == 1
+    for _ in range(2):
+        done = db[ACCOUNTS].update_one(
+            {"_id": entry["customer_id"], f"applied.{entry['_id']}": {"$exists": False}},
+            {"$inc": {"balance": int(entry["points"])},
+             "$set": {f"applied.{entry['_id']}": int(entry["created_at_ms"]), "updated_at_ms": now_ms()}},
+        )
+        if done.matched_count or db[ACCOUNTS].find_one({"_id": entry["customer_id"]}, {"_id": 1}):
+            return done.modified_count == 1
+        _ensure_account(db, entry["customer_id"])  # the customer's first entry: create the account, then apply
+    return False
 
 
 def record(db: Database, boards: Boards | None, entry: dict[str, Any]) -> bool:
@@ -97,9 +100,17 @@ def _entry(order: Mapping[str, Any], rule: str, kind: str, points: int, *, at_ms
     }
 
 
+# A store's city, per process: read once per store, as a store does not move between cities.
+_CITIES: dict[str, str | None] = {}
+
+
 def store_city(db: Database, store_id: str) -> str | None:
-    store = db[collections.STORES].find_one({"_id": store_id}, {"city": 1})
-    return city_id(store["city"]) if store and store.get("city") else None
+    if store_id not in _CITIES:
+        store = db[collections.STORES].find_one({"_id": store_id}, {"city": 1})
+        if store is None:
+            return None
+        _CITIES[store_id] = city_id(store["city"]) if store.get("city") else None
+    return _CITIES[store_id]
 
 
 def confirmed_at_ms(db: Database, order: Mapping[str, Any]) -> int:
@@ -115,6 +126,9 @@ def _categories(db: Database, order: Mapping[str, Any]) -> dict[str, str]:
 
 def _is_first_order(db: Database, order: Mapping[str, Any]) -> bool:
     """Whether this is the customer's first order to earn: the first to claim it wins, once."""
+    account = db[ACCOUNTS].find_one({"_id": order["customer_id"]}, {"first_order_id": 1})
+    if account is not None and account.get("first_order_id"):
+        return bool(account["first_order_id"] == order["_id"])
     _ensure_account(db, order["customer_id"])
     db[ACCOUNTS].update_one({"_id": order["customer_id"], "first_order_id": {"$exists": False}},
                             {"$set": {"first_order_id": order["_id"], "updated_at_ms": now_ms()}})
