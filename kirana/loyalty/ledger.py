@@ -183,7 +183,8 @@ def redeem(db: Database, order: Mapping[str, Any]) -> bool:
 
 
 def _applied(db: Database, customer_id: str, entry_id: str) -> bool:
-    return db[ACCOUNTS].count_documents({"_id": customer_id, f"applied.{entry_id}": {"$exists": True}}) == 1
+    found = db[ACCOUNTS].find_one({"_id": customer_id, f"applied.{entry_id}": {"$exists": True}}, {"_id": 1})
+    return found is not None
 
 
 def give_back(db: Database, order: Mapping[str, Any]) -> bool:
