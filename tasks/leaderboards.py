@@ -17,6 +17,8 @@ from tasks.reliability import run_once
 log = logging.getLogger(__name__)
 
 SWEEP_WINDOW_MS = 3_600_000
+# Younger changes are left to the sync their own change enqueued.
+SWEEP_GRACE_MS = 60_000
 SWEEP_SCAN = 5000
 
 
@@ -51,7 +53,9 @@ def order_changed(order_id: str) -> None:
 @run_once("leaderboards.sweep", ttl_s=90)
 def sweep() -> int:
     """Safety net: orders changed in the last hour whose loyalty sync was lost."""
-    found = loyalty.unsynced(db.database(), since_ms=now_ms() - SWEEP_WINDOW_MS, limit=SWEEP_SCAN)
+    now = now_ms()
+    found = loyalty.unsynced(db.database(), since_ms=now - SWEEP_WINDOW_MS, until_ms=now - SWEEP_GRACE_MS,
+                             limit=SWEEP_SCAN)
     for order_id in found:
         sync_order.delay(order_id)
     return len(found)

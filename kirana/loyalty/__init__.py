@@ -57,9 +57,9 @@ def sync_order(db: Database, lb: boards.Boards | None, order_id: str, rules: Rul
     return result
 
 
-def unsynced(db: Database, *, since_ms: int, limit: int) -> list[str]:
-    """Orders changed since `since_ms` whose loyalty was not synced for their status (a lost task)."""
-    found = db[collections.ORDERS].find({"updated_at_ms": {"$gte": since_ms}},
+def unsynced(db: Database, *, since_ms: int, until_ms: int, limit: int) -> list[str]:
+    """Orders changed between `since_ms` and `until_ms` whose loyalty was not synced for their status (a lost task)."""
+    found = db[collections.ORDERS].find({"updated_at_ms": {"$gte": since_ms, "$lt": until_ms}},
                                         {"status": 1, "loyalty_state": 1}).limit(limit)
     return [o["_id"] for o in found
             if o["status"] in EARNING | GONE and o.get("loyalty_state") != o["status"]]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -89,3 +92,25 @@ def test_a_board_is_read_with_a_limit_and_unknown_periods_are_404(stack) -> None
     bad = reader.http.get(reader.url(f"/api/v1/leaderboards/store/{STORE}/day?limit=0"), timeout=10)
     assert bad.status_code == 400
     assert requests.get(stack.url("/api/v1/customers/me/loyalty"), timeout=10).status_code == 401
+
+
+def test_the_refresh_cli_rebuilds_the_boards_and_metrics_show_when(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    products = _products(stack, 1)
+    order = customer.wait_terminal(customer.submit({"store_id": STORE, "items": [{"sku": products[0]["sku"],
+                                                                                  "qty": 2}],
+                                                    "payment_method": "cod"}).json()["id"])
+    mine = _loyalty(customer, lambda b: b["ranks"])
+    before = {(r["scope"], r["period"]): r["points"] for r in mine["ranks"]}
+    started = time.time()
+
+    done = subprocess.run([sys.executable, "-m", "kirana.loyalty", "refresh"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "LEADERBOARD_REFRESH_MARGIN_S": "0"}, check=False)
+
+    assert done.returncode == 0, done.stderr
+    assert "refreshed" in done.stdout
+    assert order["status"] == "confirmed"
+    after = _loyalty(customer, lambda b: True)
+    assert {(r["scope"], r["period"]): r["points"] for r in after["ranks"]} == before
+    metrics = requests.get(stack.url("/metrics"), timeout=10).text
+    line = next(x for x in metrics.splitlines() if x.startswith("kirana_leaderboard_last_refresh_timestamp_seconds "))
+    assert float(line.split()[1]) >= started

@@ -354,3 +354,17 @@ def test_readers_during_refreshes_always_see_a_complete_board(database, redis_cl
         for t in readers:
             t.join()
     assert seen and not wrong
+
+
+def test_the_sweep_finds_a_confirmed_order_whose_sync_was_lost(database, shop, lb) -> None:  # type: ignore[no-untyped-def]
+    customer = f"cust-{uuid.uuid4().hex[:8]}"
+    lost, synced = (_place(database, shop, customer, {"SKU1": 1}) for _ in range(2))
+    for order_id in (lost, synced):
+        _confirm(database, order_id)
+    loyalty.sync_order(database, lb, synced, RULES)
+    now = now_ms()
+
+    assert set(loyalty.unsynced(database, since_ms=now - 60_000, until_ms=now + 1, limit=100)) == {lost}
+    assert loyalty.unsynced(database, since_ms=now - 60_000, until_ms=now - 30_000, limit=100) == []
+    loyalty.sync_order(database, lb, lost, RULES)
+    assert loyalty.unsynced(database, since_ms=now - 60_000, until_ms=now + 1, limit=100) == []
