@@ -26,6 +26,8 @@ def leaderboard(scope: str, scope_id: str, period: str) -> Response:
         raise Problem(404, "not-found", "Not Found",
                       f"leaderboards are per {' or '.join(boards.SCOPES)} and {', '.join(boards.PERIODS)}")
     limit = query_int(request, "limit", 10, minimum=1, maximum=100)
+    if not loyalty.known_scope(db.database(), scope, scope_id):
+        raise Problem(404, "not-found", "Not Found", f"no {scope} {scope_id!r}")
     return jsonify(loyalty.board_view(db.database(), _boards(), scope, scope_id, period, limit=limit,
                                       now_ms=now_ms(), margin_ms=settings().leaderboard_refresh_margin_s * 1000))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from kirana import db, loyalty, redis_conn
+from kirana import db, loyalty, orders, redis_conn
 from kirana.clock import now_ms
 from kirana.config import settings
 from kirana.loyalty import achievements, boards
@@ -27,7 +27,7 @@ def sync_order(order_id: str) -> str:
     database = db.database()
     try:
         done = loyalty.sync_order(database, boards.Boards(redis_conn.client()), order_id)
-    except loyalty.orders.OrderNotFound:
+    except orders.OrderNotFound:
         return "missing"
     for doc_id, achievement in done.achievements:
         # Keyed by the achievement, so a second enqueue plans nothing twice.
@@ -37,7 +37,7 @@ def sync_order(order_id: str) -> str:
         achievements.mark_notified(database, doc_id)
     returned = f"{order_id}:redeem:reversal"
     if returned in done.entries:
-        order = loyalty.orders.get(database, order_id)
+        order = orders.get(database, order_id)
         notification_tasks.trigger(order["customer_id"], "points_returned",
                                    {"order_id": order_id, "points": int(order.get("redeem_points") or 0)},
                                    key=f"{returned}:points_returned")

@@ -75,6 +75,13 @@ def display_names(db: Database, user_ids: list[str]) -> dict[str, str]:
     return names
 
 
+def known_scope(db: Database, scope: str, scope_id: str) -> bool:
+    """Whether a board's store or city exists: a read must not create boards for made-up ids."""
+    if scope == "store":
+        return db[collections.STORES].find_one({"_id": scope_id}, {"_id": 1}) is not None
+    return any(boards.city_id(s.get("city", "")) == scope_id for s in db[collections.STORES].find({}, {"city": 1}))
+
+
 def board_view(db: Database, lb: boards.Boards, scope: str, scope_id: str, period: str, *, limit: int,
                now_ms: int, margin_ms: int) -> dict[str, Any]:
     name = boards.bucket(period, now_ms)

@@ -89,6 +89,7 @@ def test_a_board_is_read_with_a_limit_and_unknown_periods_are_404(stack) -> None
     ok = reader.http.get(reader.url(f"/api/v1/leaderboards/store/{STORE}/all?limit=1"), timeout=10)
     assert ok.status_code == 200 and len(ok.json()["entries"]) <= 1
     assert reader.http.get(reader.url(f"/api/v1/leaderboards/store/{STORE}/year"), timeout=10).status_code == 404
+    assert reader.http.get(reader.url("/api/v1/leaderboards/store/no-such-store/day"), timeout=10).status_code == 404
     bad = reader.http.get(reader.url(f"/api/v1/leaderboards/store/{STORE}/day?limit=0"), timeout=10)
     assert bad.status_code == 400
     assert requests.get(stack.url("/api/v1/customers/me/loyalty"), timeout=10).status_code == 401
