@@ -31,7 +31,7 @@ def _settled(body: dict) -> bool:
     return body["balance"] == sum(e["points"] for e in body["recent"])
 
 
-def _loyalty(client, until, timeout: float = 20.0) -> dict:  # type: ignore[no-untyped-def]
+def _loyalty(client, until, timeout: float = 60.0) -> dict:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while True:
         resp = client.http.get(client.url("/api/v1/customers/me/loyalty"), timeout=10)
@@ -47,7 +47,7 @@ def test_a_confirmed_cod_order_earns_points_seen_at_the_api_and_on_the_boards(st
     resp = customer.submit({"store_id": STORE, "items": [{"sku": p["sku"], "qty": 3} for p in products],
                             "payment_method": "cod"})
     assert resp.status_code == 202
-    order = customer.wait_terminal(resp.json()["id"])
+    order = customer.wait_terminal(resp.json()["id"], timeout=60)
     assert order["status"] == "confirmed"
 
     # Polled until the sync has finished: a read in the middle of it sees some boards and not others.
@@ -61,6 +61,15 @@ def test_a_confirmed_cod_order_earns_points_seen_at_the_api_and_on_the_boards(st
     boards_on = {(r["scope"], r["scope_id"], r["period"]) for r in mine["ranks"]}
     assert boards_on == {(s, i, p) for s, i in (("store", STORE), ("city", CITY)) for p in boards.PERIODS}
 
+    deadline = time.monotonic() + 60
+    while True:  # the achievement is announced on the notifications queue
+        inbox = customer.http.get(customer.url("/api/v1/notifications"), timeout=10).json()["items"]
+        announced = [n for n in inbox if n["event"] == "achievement_earned"]
+        if announced or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert announced and "First order" in announced[0]["body"]
+
     rider = stack.user(Role.RIDER)  # everyone may read a board
     board = rider.http.get(rider.url(f"/api/v1/leaderboards/city/{CITY}/week?limit=100"), timeout=10)
     assert board.status_code == 200, board.text
@@ -73,13 +82,13 @@ def test_redeemed_points_lower_the_total_and_a_cancel_gives_them_back(stack, cus
     products = _products(stack, 3)
     first = customer.submit({"store_id": STORE, "items": [{"sku": products[0]["sku"], "qty": 4}],
                              "payment_method": "cod"})
-    customer.wait_terminal(first.json()["id"])
+    customer.wait_terminal(first.json()["id"], timeout=60)
     balance = _loyalty(customer, lambda b: b["achievements"] and _settled(b))["balance"]
 
     resp = customer.submit({"store_id": STORE, "items": [{"sku": products[1]["sku"], "qty": 5}],
                             "payment_method": "cod", "redeem_points": 20})
     assert resp.status_code == 202, resp.text
-    order = customer.wait_terminal(resp.json()["id"])
+    order = customer.wait_terminal(resp.json()["id"], timeout=60)
     assert order["status"] == "confirmed", order
     assert order["discount_paise"] == 20 * 25
     assert order["total_paise"] == order["subtotal_paise"] - 500
@@ -105,7 +114,7 @@ def test_the_refresh_cli_rebuilds_the_boards_and_metrics_show_when(stack, custom
     products = _products(stack, 1)
     order = customer.wait_terminal(customer.submit({"store_id": STORE, "items": [{"sku": products[0]["sku"],
                                                                                   "qty": 2}],
-                                                    "payment_method": "cod"}).json()["id"])
+                                                    "payment_method": "cod"}).json()["id"], timeout=60)
     mine = _loyalty(customer, lambda b: len(b["ranks"]) == 8 and b["achievements"] and _settled(b))
     before = {(r["scope"], r["period"]): r["points"] for r in mine["ranks"]}
     started = time.time()
