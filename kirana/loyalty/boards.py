@@ -216,12 +216,14 @@ class Boards:
         pairs: list[tuple[str, str, int]] = []
         for board, members in built.items():
             tmp = f"{board}:build:{token}"
-            self.r.delete(tmp)
+            # One pipeline per board: the ZADDs of a million-member refresh are round trips otherwise.
+            pipe = self.r.pipeline(transaction=False)
+            pipe.delete(tmp)
             items = list(members.items())
             for start in range(0, len(items), _CHUNK):
-                chunk = {m: encode(p, at) for m, (p, at) in items[start:start + _CHUNK]}
-                self.r.zadd(tmp, chunk)
-            self.r.expire(tmp, 3600)  # a refresh that dies leaves no litter for long
+                pipe.zadd(tmp, {m: encode(p, at) for m, (p, at) in items[start:start + _CHUNK]})
+            pipe.expire(tmp, 3600)  # a refresh that dies leaves no litter for long
+            pipe.execute()
             _, period, name = board.rsplit(":", 2)
             pairs.append((tmp, board, expire_at(period, name)))
         keys = [k for tmp, board, _ in pairs for k in (tmp, board)]

@@ -368,3 +368,32 @@ def test_the_sweep_finds_a_confirmed_order_whose_sync_was_lost(database, shop, l
     assert loyalty.unsynced(database, since_ms=now - 60_000, until_ms=now - 30_000, limit=100) == []
     loyalty.sync_order(database, lb, lost, RULES)
     assert loyalty.unsynced(database, since_ms=now - 60_000, until_ms=now + 1, limit=100) == []
+
+
+def test_entries_applied_while_refreshes_run_end_up_counted_exactly_once(database, redis_client, lb) -> None:  # type: ignore[no-untyped-def]
+    store, city = f"store-{uuid.uuid4().hex[:8]}", f"city-{uuid.uuid4().hex[:8]}"
+    entries = _entries(store, city, 30, 300, seed=11)
+    for entry in entries[:100]:
+        ledger.record(database, lb, entry)
+    done = threading.Event()
+
+    def refreshes() -> None:
+        # With a margin, as in production: an entry's insert lands within it, so the rebuild reads it or
+        # it is newer than the watermark and kept from :recent.
+        while not done.is_set():
+            boards.refresh(database, lb, now_ms=now_ms(), margin_ms=1000)
+
+    refresher = threading.Thread(target=refreshes)
+    refresher.start()
+    try:
+        for entry in entries[100:]:  # written while the refreshes run
+            ledger.record(database, lb, {**entry, "created_at_ms": now_ms()})
+    finally:
+        done.set()
+        refresher.join()
+    live = _snapshot(redis_client, store, city)
+
+    for k in live:
+        redis_client.delete(k, f"{k}:built", f"{k}:recent")
+    boards.refresh(database, lb, now_ms=now_ms() + 1, margin_ms=0)
+    assert _snapshot(redis_client, store, city) == live
