@@ -15,6 +15,7 @@ from api import (
     devices,
     health,
     live,
+    loyalty,
     metrics,
     notifications,
     orders,
@@ -61,4 +62,5 @@ def create_app() -> Flask:
     app.register_blueprint(sync.bp)
     app.register_blueprint(analytics.bp)
     app.register_blueprint(search.bp)
+    app.register_blueprint(loyalty.bp)
     return app

@@ -35,6 +35,7 @@ from api.security import public
 from kirana import db, dead_letters, liveness, outbox, redis_conn, search, sync
 from kirana.backups import catalog as backup_catalog
 from kirana.config import settings
+from kirana.loyalty import boards
 from tasks.queues import Queue
 from tasks.telemetry import SENT_AT_HEADER
 from workers.pools import POOLS
@@ -147,8 +148,22 @@ class QueueCollector:
         yield from (length, age, reserved, workers, stalled)
 
 
+class LeaderboardCollector:
+    def collect(self) -> Iterator[Metric]:
+        refreshed = GaugeMetricFamily("kirana_leaderboard_last_refresh_timestamp_seconds",
+                                      "When the leaderboards were last rebuilt from the ledger (unix time)")
+        try:
+            at = boards.last_refresh(redis_conn.client())
+        except redis.exceptions.RedisError:
+            return
+        if at is not None:
+            refreshed.add_metric([], at)
+            yield refreshed
+
+
 _registry = CollectorRegistry()
 _registry.register(StoreCollector())  # type: ignore[arg-type]
+_registry.register(LeaderboardCollector())  # type: ignore[arg-type]
 _registry.register(QueueCollector())  # type: ignore[arg-type]
 if MULTIPROC_DIR:
     os.makedirs(MULTIPROC_DIR, exist_ok=True)

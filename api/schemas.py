@@ -39,6 +39,8 @@ class OrderIn(BaseModel):
     payment_method: Literal["cod", "upi", "card", "netbanking", "token"]
     # The saved card to pay with, when payment_method is "token".
     token_id: Annotated[str, StringConstraints(pattern=r"^token_[A-Za-z0-9]{1,40}$")] | None = None
+    # Loyalty points to take off the total; checked and debited while the order is processed.
+    redeem_points: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
 
     @model_validator(mode="after")
     def _token(self) -> OrderIn:
@@ -64,6 +66,7 @@ class OrderIn(BaseModel):
             items=tuple(OrderItem(i.sku, i.qty) for i in self.items),
             payment_method=PaymentMethod(self.payment_method),
             token_id=self.token_id,
+            redeem_points=self.redeem_points or 0,
         )
 
 

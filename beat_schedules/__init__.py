@@ -75,4 +75,16 @@ SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(hour=3, minute=30),
         "options": {"expires": 3600.0},
     },
+    # Loyalty syncs lost between an order's change and the leaderboards queue.
+    "leaderboards-sweep": {
+        "task": "leaderboards.sweep",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 55.0},
+    },
+    # Rebuild the current leaderboards from the ledger (and any Redis lost).
+    "leaderboards-refresh": {
+        "task": "leaderboards.refresh",
+        "schedule": crontab(minute="*/5"),
+        "options": {"expires": 280.0},
+    },
 }

@@ -149,6 +149,14 @@ class Settings:
     # marked products one indexer batch takes.
     search_redis_url: str = field(default="", repr=False)
     search_batch_size: int = 500
+    # Loyalty (kirana.loyalty): points per order, what a point is worth at checkout.
+    loyalty_paise_per_point: int = 1000  # 1 point per ₹10 paid
+    # Categories that earn their points twice (one more point per ₹10), comma-separated.
+    loyalty_bonus_categories: str = "Dairy,Dry Fruits"
+    loyalty_first_order_bonus: int = 50
+    loyalty_point_value_paise: int = 25  # a redeemed point takes ₹0.25 off
+    # A leaderboard refresh counts ledger entries older than this; newer ones arrive incrementally.
+    leaderboard_refresh_margin_s: int = 10
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -223,6 +231,11 @@ class Settings:
             backup_keep_weekly=_int("BACKUP_KEEP_WEEKLY", cls.backup_keep_weekly),
             search_redis_url=_env("SEARCH_REDIS_URL", cls.search_redis_url),
             search_batch_size=_int("SEARCH_BATCH_SIZE", cls.search_batch_size),
+            loyalty_paise_per_point=_int("LOYALTY_PAISE_PER_POINT", cls.loyalty_paise_per_point),
+            loyalty_bonus_categories=_env("LOYALTY_BONUS_CATEGORIES", cls.loyalty_bonus_categories),
+            loyalty_first_order_bonus=_int("LOYALTY_FIRST_ORDER_BONUS", cls.loyalty_first_order_bonus),
+            loyalty_point_value_paise=_int("LOYALTY_POINT_VALUE_PAISE", cls.loyalty_point_value_paise),
+            leaderboard_refresh_margin_s=_int("LEADERBOARD_REFRESH_MARGIN_S", cls.leaderboard_refresh_margin_s),
         )
 
 
@@ -298,6 +311,11 @@ ENV_NAMES: dict[str, str] = {
     "backup_keep_weekly": "BACKUP_KEEP_WEEKLY",
     "search_redis_url": "SEARCH_REDIS_URL",
     "search_batch_size": "SEARCH_BATCH_SIZE",
+    "loyalty_paise_per_point": "LOYALTY_PAISE_PER_POINT",
+    "loyalty_bonus_categories": "LOYALTY_BONUS_CATEGORIES",
+    "loyalty_first_order_bonus": "LOYALTY_FIRST_ORDER_BONUS",
+    "loyalty_point_value_paise": "LOYALTY_POINT_VALUE_PAISE",
+    "leaderboard_refresh_margin_s": "LEADERBOARD_REFRESH_MARGIN_S",
 }
 assert set(ENV_NAMES) == {f.name for f in fields(Settings)}
 

@@ -49,6 +49,8 @@ MATRIX: Mapping[str, frozenset[Role]] = {
     "analytics:read": frozenset({Role.STORE_OWNER, Role.STORE_STAFF, Role.OPS, Role.ADMIN}),
     "catalog:write": frozenset({Role.STORE_OWNER, Role.STORE_STAFF, Role.ADMIN}),  # store roles: their store
     "search:manage": frozenset({Role.OPS, Role.ADMIN}),
+    "loyalty:read": frozenset({Role.CUSTOMER}),  # one's own points
+    "leaderboards:read": EVERYONE,
 }
 
 # What a role that still owes two-factor may do: enrol, and leave.

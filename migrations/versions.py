@@ -75,7 +75,14 @@ STEPS: list[Step] = [
              index("webhook_events", "status", "received_at_ms"),
          )),
     Step(4, "gamification: loyalty ledger and accounts, achievements",
-         collections=("loyalty_ledger", "loyalty_accounts", "achievements")),
+         collections=("loyalty_ledger", "loyalty_accounts", "achievements"),
+         indexes=(
+             index("loyalty_ledger", "customer_id", "created_at_ms"),
+             index("loyalty_ledger", "order_id"),
+             index("loyalty_ledger", "store_id", "at_ms"),
+             index("loyalty_ledger", "city", "at_ms"),
+             index("achievements", "customer_id"),
+         )),
     Step(5, "mobile devices and offline sync, store analytics",
          collections=("devices", "carts", "sync_batches", "sync_operations", "store_analytics"),
          indexes=(
@@ -85,7 +92,7 @@ STEPS: list[Step] = [
              index("sync_batches", "status", "received_at_ms"),
              index("sync_batches", "device_id", "status"),
              index("store_analytics", "kind", "store_id", "day"),
-             # The analytics scan reads orders by when they last changed.
+             # The analytics scan and the loyalty sweep read orders by when they last changed.
              index("orders", "updated_at_ms"),
          )),
     Step(6, "notifications and delivery tracking",

@@ -27,7 +27,7 @@ from tasks.queues import ROUTES, Queue, transport_options
 TASK_MODULES = [
     "tasks.orders", "tasks.payments", "tasks.webhooks", "tasks.notifications", "tasks.audit", "tasks.heartbeat",
     "tasks.reliability", "tasks.dead_letters", "tasks.backups", "tasks.sync", "tasks.analytics",
-    "tasks.search",
+    "tasks.search", "tasks.leaderboards",
 ]
 
 

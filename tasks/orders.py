@@ -12,6 +12,7 @@ from kirana import audit, db, deliveries, fulfilment, orders, payments
 from kirana.clock import now_ms
 from kirana.config import settings
 from tasks import audit as audit_task
+from tasks import leaderboards as loyalty_tasks
 from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
 from tasks import reliability
@@ -48,6 +49,9 @@ def process(order_id: str) -> str:
     if outcome.acted:
         # Stock moved, so in_stock may have: one coalesced indexer run (the search sweep is the safety net).
         search_tasks.request_indexing_quietly()
+    if outcome.status in {orders.Status.CONFIRMED, orders.Status.REJECTED}:
+        # Points (or points given back), also when a redelivery finds the order moved: syncing is idempotent.
+        loyalty_tasks.order_changed(order_id)
     if outcome.acted and outcome.status == orders.Status.CONFIRMED:
         notification_tasks.order_event(order_id, "order_confirmed")
     if outcome.acted and outcome.status == orders.Status.REJECTED:
@@ -81,6 +85,7 @@ def cancel(database: Database, order_id: str, *, actor: str, ip: str | None = No
     done = payments.cancel(database, order_id, publish=publish_order_update)
     if done.refund_payment_id:
         reliability.enqueue(payment_tasks.refund, [done.refund_payment_id])
+    loyalty_tasks.order_changed(order_id)  # earned points reversed, redeemed points given back
     audit_task.send(audit.new_event("order.cancelled", actor=actor, target=order_id,
                                     detail={"status": done.status, "refund_payment_id": done.refund_payment_id},
                                     ip=ip))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from kirana import db, webhooks
+from tasks import leaderboards as loyalty_tasks
 from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
 from tasks import reliability
@@ -51,6 +52,8 @@ def _handle(event_id: str) -> str:
     if result.refund_payment_id:
         reliability.enqueue(payment_tasks.refund, [result.refund_payment_id])
     if result.order_id:
+        if result.order_status or result.outcome == "refunded":
+            loyalty_tasks.order_changed(result.order_id)
         if result.outcome == "captured" and result.order_status == "confirmed":
             notification_tasks.order_event(result.order_id, "order_confirmed")
         elif result.outcome == "failed":
