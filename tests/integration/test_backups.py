@@ -38,7 +38,7 @@ def _populate(database) -> None:  # type: ignore[no-untyped-def]
     ])
     database["users"].insert_many([{"_id": f"usr_{i}", "email": f"u{i}@example.in", "role": "customer"}
                                    for i in range(7)])
-    database.create_collection("loyalty_ledger")  # empty collections come back too
+    database.create_collection("empty_shelf")  # empty collections come back too
 
 
 def _snapshot(database) -> dict[str, list[bytes]]:  # type: ignore[no-untyped-def]
@@ -57,7 +57,7 @@ def test_backup_drop_restore_gives_identical_documents_and_indexes(database, cfg
         database.drop_collection(name)
     restored = restore.restore(jobs.find(written["backup_id"], cfg), database)
 
-    assert restored["orders"] == 2500 and restored["users"] == 7 and restored["loyalty_ledger"] == 0
+    assert restored["orders"] == 2500 and restored["users"] == 7 and restored["empty_shelf"] == 0
     assert _snapshot(database) == before
     assert {name: collections.index_keys(database, name) for name in before} == indexes_before
     assert catalog.last(database, catalog.SUCCEEDED)["_id"] == written["backup_id"]
