@@ -80,11 +80,15 @@ fmt: install ## ruff --fix
 
 ##@ Test
 
-test: install exporter ## run every test (starts its own redis-server, nx-27017 and workers); says which checks it skips
+test: install exporter ## every test, under coverage (fails below the floor in pyproject.toml); says which checks it skips
 	@for tool in promtool amtool nginx; do \
 	  command -v $$tool >/dev/null || echo "make test: $$tool is missing, so its checks are SKIPPED (make tools installs it)"; \
 	done
-	$(PY) -m pytest
+	rm -rf .coverage-data && mkdir -p .coverage-data
+	$(PY) -m coverage run -m pytest
+	@$(PY) -m coverage combine -q
+	@echo "line and branch coverage over every process: $$($(PY) -m coverage report --format=total)% (floor: fail_under in pyproject.toml; make coverage for the table)"
+	@$(PY) -m coverage report --format=total >/dev/null
 
 test-unit: install ## only the fast tests that need no servers
 	$(PY) -m pytest tests/unit
@@ -101,11 +105,11 @@ chaos: install ## the chaos suite: kill workers, restart Redis, stop MongoDB, po
 bench: install ## accept rate and latency of POST /api/v1/orders beside a bare apply_async route
 	$(PY) -m bench $(BENCH_ARGS)
 
-coverage: install exporter ## line and branch coverage over every process the suite starts (config in pyproject.toml)
-	rm -rf .coverage-data && mkdir -p .coverage-data
-	$(PY) -m coverage run -m pytest
-	$(PY) -m coverage combine
+coverage: install exporter ## the coverage table of the last make test (or a new run if there is none), and htmlcov/
+	@if [ ! -f .coverage-data/coverage ]; then rm -rf .coverage-data && mkdir -p .coverage-data && \
+	  $(PY) -m coverage run -m pytest && $(PY) -m coverage combine -q; fi
 	$(PY) -m coverage report
+	$(PY) -m coverage html -q -d htmlcov
 
 ##@ Lint
 
