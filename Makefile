@@ -26,8 +26,8 @@ KUBE_CONTEXT   ?=
         lint \
         build k8s \
         docker-up docker-down docker-logs docker-ps \
-        db-migrate db-status db-indexes db-backup db-restore \
-        health dead-letters audit-verify \
+        db-migrate db-status db-indexes db-backup db-restore db-validate db-backup-verify \
+        health dead-letters audit-verify search-reindex search-status loyalty-refresh \
         deploy-staging deploy-production rollback \
         lock clean clean-docker
 
@@ -157,7 +157,22 @@ db-restore: install ## restore BACKUP=<id> into DB=<database> (a new database; a
 	@test -n "$(BACKUP)" -a -n "$(DB)" || { echo "usage: make db-restore BACKUP=<backup id> DB=<target database>"; exit 2; }
 	$(PY) -m kirana.backups restore $(BACKUP) --into $(DB)
 
+db-validate: install ## the live collections and indexes against what the migrations declare (exit 1 on drift)
+	$(PY) -m migrations validate
+
+db-backup-verify: install ## restore the latest backup into a scratch database and compare counts and checksums
+	$(PY) -m kirana.backups verify
+
 ##@ Operations
+
+search-reindex: install ## rebuild the product search index now, with a progress bar (searches see the old one until the swap)
+	$(PY) -m kirana.search reindex
+
+search-status: install ## the search index's version, size and lag
+	$(PY) -m kirana.search status
+
+loyalty-refresh: install ## rebuild every leaderboard from the loyalty ledger now
+	$(PY) -m kirana.loyalty refresh
 
 health: install ## each pool: live workers, queue length, last progress (exit 1 if one is down or stalled)
 	$(PY) -m workers health
