@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,18 +20,11 @@ from kirana.seed import STORES
 from stack import servers
 from tasks.app import app
 from tests.harness import Client, api_server
+from tests.harness import eventually as _eventually
 
 pytestmark = pytest.mark.e2e
 
 STORE = STORES[0]["_id"]
-
-
-def _eventually(probe: Callable[[], Any], timeout: float = 20, what: str = "it") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := probe()):
-        assert time.monotonic() < deadline, f"{what} never happened"
-        time.sleep(0.1)
-    return found
 
 
 def _product(stack, *, price: int = 5000, stock: int = 100, store: str = STORE, category: str = "Test") -> str:  # type: ignore[no-untyped-def]
