@@ -105,3 +105,27 @@ def run_once(name: str, ttl_s: int) -> Callable[[F], F]:
         return guarded  # type: ignore[return-value]
 
     return wrap
+
+
+def enqueue_many(task: celery.Task, arg_lists: Sequence[Sequence[Any]], *, batch_size: int = 500) -> str:
+    """Enqueue one task per argument list, pipelined to the broker; or all of them to the outbox.
+
+    For fan-out (one message per store, customer or product): kombu buffers the
+    publishes of `producer.batch` in a Redis pipeline, one round trip per
+    `batch_size` messages. When the broker fails part-way, every message goes to
+    the outbox, so some may run twice: fan-out tasks take ids and re-read, as
+    every task here must.
+    """
+    if not arg_lists:
+        return "enqueued"
+    try:
+        with app.producer_or_acquire() as producer, producer.batch(max_size=batch_size):
+            for args in arg_lists:
+                task.apply_async(args=list(args), producer=producer)
+        return "enqueued"
+    except BROKER_DOWN as exc:
+        reason = f"broker_unavailable: {type(exc).__name__}"
+        request_id = logs.current("request_id")
+        for args in arg_lists:
+            outbox.add(db.database(), task.name, args, None, reason=reason, request_id=request_id)
+        return "outbox"
