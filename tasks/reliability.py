@@ -75,7 +75,9 @@ def enqueue(task: celery.Task, args: Sequence[Any], kwargs: Mapping[str, Any] | 
     propagates: then the caller's write must be undone.
     """
     try:
-        task.apply_async(args=list(args), kwargs=dict(kwargs or {}))
+        # One pooled producer, and the message and its task-sent event in one pipelined round trip.
+        with app.producer_or_acquire() as producer, producer.batch(max_size=8):
+            task.apply_async(args=list(args), kwargs=dict(kwargs or {}), producer=producer)
         return "enqueued"
     except BROKER_DOWN as exc:
         outbox.add(db.database(), task.name, args, kwargs, reason=f"broker_unavailable: {type(exc).__name__}",
