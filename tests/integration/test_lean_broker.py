@@ -1,0 +1,58 @@
+"""The per-message savings of tasks/broker.py, tasks/base.py and tasks/reliability.py, against a real Redis."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+from kirana import redis_conn
+from tasks import broker
+from tasks.app import app
+from tasks.base import KiranaTask, _count_delivery
+from tasks.reliability import enqueue_many
+
+
+def test_a_first_delivery_costs_no_round_trip_and_redeliveries_count_from_two(redis_client) -> None:  # type: ignore[no-untyped-def]
+    task_id = uuid.uuid4().hex
+    key = f"kirana:deliveries:{task_id}:0"
+
+    assert _count_delivery(task_id, 0, redelivered=False) == 1
+    assert redis_client.get(key) is None
+    assert [_count_delivery(task_id, 0, redelivered=True) for _ in range(3)] == [2, 3, 4]
+    # The key holds every delivery, the first included, for whoever inspects it (the chaos suite does).
+    assert int(redis_client.get(key)) == 4
+    assert 0 < redis_client.ttl(key) <= 86_400
+    # A retry is a new message with a count of its own.
+    assert _count_delivery(task_id, 1, redelivered=True) == 2
+
+
+def test_the_channel_keeps_its_client_until_its_pool_is_replaced(redis_server) -> None:  # type: ignore[no-untyped-def]
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        assert isinstance(channel, broker.Channel)
+        first = channel._create_client()
+        assert channel._create_client() is first
+        assert channel._create_client(asynchronous=True) is not first
+        channel._pool = None  # what kombu does after a connection error
+        again = channel._create_client()
+        assert again is not first and again.connection_pool is channel.pool
+        assert again.ping()
+
+
+def test_enqueue_many_publishes_every_message_with_its_sent_stamp(redis_server) -> None:  # type: ignore[no-untyped-def]
+    name = f"backups.probe_{uuid.uuid4().hex[:8]}"
+
+    @app.task(name=name, base=KiranaTask)
+    def probe(n: int) -> None:
+        return None
+
+    assert enqueue_many(probe, [(i,) for i in range(25)], batch_size=10) == "enqueued"
+
+    r = redis_conn.client()
+    raw = [m for m in r.lrange("backups", 0, -1) if json.loads(m)["headers"]["task"] == name]
+    for m in raw:
+        r.lrem("backups", 1, m)  # no backups worker should meet a task it does not know
+    mine = [json.loads(m) for m in raw]
+    assert sorted(json.loads(base64.b64decode(m["body"]))[0][0] for m in mine) == list(range(25))
+    assert all("kirana_sent_at" in m["headers"] for m in mine)
