@@ -56,3 +56,31 @@ def test_enqueue_many_publishes_every_message_with_its_sent_stamp(redis_server) 
     mine = [json.loads(m) for m in raw]
     assert sorted(json.loads(base64.b64decode(m["body"]))[0][0] for m in mine) == list(range(25))
     assert all("kirana_sent_at" in m["headers"] for m in mine)
+
+
+def test_a_message_given_back_by_a_lost_worker_arrives_marked_redelivered(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """What the redelivery cap reads: kombu marks a requeued message, and Celery passes the mark to the task."""
+    from celery.worker.request import Request
+    from kombu import Exchange, Queue
+
+    name = f"sync.probe_{uuid.uuid4().hex[:8]}"
+
+    @app.task(name=name, base=KiranaTask)
+    def probe(n: int) -> None:
+        return None
+
+    # A queue of this test's own, so no worker of another test's stack takes the message.
+    queue = Queue(f"probe-{uuid.uuid4().hex[:8]}", Exchange("probe", type="direct"), routing_key="probe")
+    got: list = []
+    with app.connection_for_write() as conn:
+        queue(conn.default_channel).declare()
+        probe.apply_async(args=[1], exchange=queue.exchange, routing_key="probe")
+        with conn.Consumer(queue, callbacks=[lambda body, message: got.append(message)], accept=["json"]):
+            conn.drain_events(timeout=5)
+            first = got.pop()
+            assert not Request(first, app=app).delivery_info.get("redelivered")
+            first.reject(requeue=True)  # what task_reject_on_worker_lost does when the child dies
+            conn.drain_events(timeout=5)
+            again = got.pop()
+            assert Request(again, app=app).delivery_info["redelivered"] is True
+            again.ack()
