@@ -20,7 +20,10 @@ from tasks.app import app
 
 log = logging.getLogger(__name__)
 
-BROKER_DOWN = (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# BatchPublishError: a pipelined publish (`producer.batch`, see enqueue) failed at its flush, and
+# whether Redis took the messages is unknown: the outbox sends them again (tasks are idempotent).
+BROKER_DOWN = (kombu.exceptions.OperationalError, kombu.exceptions.BatchPublishError,
+               redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -84,3 +84,31 @@ def test_a_message_given_back_by_a_lost_worker_arrives_marked_redelivered(redis_
             again = got.pop()
             assert Request(again, app=app).delivery_info["redelivered"] is True
             again.ack()
+
+
+def test_a_pipelined_publish_that_fails_at_its_flush_goes_to_the_outbox(monkeypatch, redis_server,  # type: ignore[no-untyped-def]
+                                                                          mongo_server) -> None:
+    """Redis dropping the connection as the batch is sent: delivery unknown, so the outbox sends it again."""
+    import redis.client
+
+    from kirana import db, outbox
+    from tasks.reliability import enqueue
+
+    name = f"analytics.probe_{uuid.uuid4().hex[:8]}"
+
+    @app.task(name=name, base=KiranaTask)
+    def probe(n: int) -> None:
+        return None
+
+    def connection_lost(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise redis.exceptions.ConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", connection_lost)
+    assert enqueue(probe, [7]) == "outbox"
+    assert enqueue_many(probe, [(8,), (9,)]) == "outbox"
+    monkeypatch.undo()
+
+    entries = [e for e in outbox.due(db.database(), limit=1000) if e["task"] == name]
+    assert sorted(e["args"][0] for e in entries) == [7, 8, 9]
+    assert all(e["reason"].startswith("broker_unavailable") for e in entries)
+    db.database()[outbox.OUTBOX].delete_many({"task": name})
