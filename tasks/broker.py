@@ -21,12 +21,14 @@ Measured with py-spy on a draining orders worker and an enqueue loop
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.transport import redis as kombu_redis
 
 EVENT_FLUSH_S = 0.05
+STALE_FLUSH_S = 1.0
 
 
 class Channel(kombu_redis.Channel):
@@ -50,15 +52,22 @@ TRANSPORT = f"{__name__}:Transport"
 
 
 class Consumer(CeleryConsumer):
-    _event_flush_due = False
+    # When the scheduled flush is due (monotonic seconds); 0 when none is scheduled.
+    _event_flush_at = 0.0
 
     def on_send_event_buffered(self) -> None:
-        if self.hub and not self._event_flush_due:
-            self._event_flush_due = True
-            self.hub.call_later(EVENT_FLUSH_S, self._flush_due_events)
+        if not self.hub:
+            return
+        now = time.monotonic()
+        # A flush scheduled long ago whose timer was dropped (the consumer restarting after a
+        # broker outage clears its timers) must not stop events for good: schedule again.
+        if self._event_flush_at and now < self._event_flush_at + STALE_FLUSH_S:
+            return
+        self._event_flush_at = now + EVENT_FLUSH_S
+        self.hub.call_later(EVENT_FLUSH_S, self._flush_due_events)
 
     def _flush_due_events(self) -> None:
-        self._event_flush_due = False
+        self._event_flush_at = 0.0
         self._flush_events()
 
     def shutdown(self) -> None:

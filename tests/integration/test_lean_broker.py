@@ -118,3 +118,32 @@ def test_a_pipelined_publish_that_fails_at_its_flush_goes_to_the_outbox(monkeypa
     assert sorted(e["args"][0] for e in entries) == [7, 8, 9]
     assert all(e["reason"].startswith("broker_unavailable") for e in entries)
     db.database()[outbox.OUTBOX].delete_many({"task": name})
+
+
+def test_the_consumer_flushes_task_events_once_per_interval_and_recovers_a_lost_timer() -> None:
+    """Several tasks' events in one flush; a timer dropped by a consumer restart does not stop them."""
+    import time
+
+    class Hub:
+        def __init__(self) -> None:
+            self.timers: list[object] = []
+
+        def call_later(self, delay: float, callback: object) -> None:
+            self.timers.append(callback)
+
+    consumer = broker.Consumer.__new__(broker.Consumer)  # only the event-flush logic is exercised
+    consumer.hub = Hub()
+    flushed: list[int] = []
+    consumer._flush_events = lambda: flushed.append(1)  # type: ignore[method-assign]
+
+    for _ in range(5):
+        consumer.on_send_event_buffered()
+    assert len(consumer.hub.timers) == 1
+    consumer.hub.timers.pop()()  # the timer fires
+    assert flushed == [1]
+
+    consumer.on_send_event_buffered()
+    consumer.hub.timers.clear()  # a restart drops the timer
+    consumer._event_flush_at = time.monotonic() - broker.STALE_FLUSH_S - 1
+    consumer.on_send_event_buffered()
+    assert len(consumer.hub.timers) == 1
