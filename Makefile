@@ -22,7 +22,7 @@ KUBE_CONTEXT   ?=
 .DEFAULT_GOAL := help
 .PHONY: help install exporter tools \
         run stop logs seed fmt \
-        test test-unit test-e2e check-deploy chaos bench coverage \
+        test test-unit test-e2e check-deploy chaos bench bench-engine coverage \
         lint \
         build k8s \
         docker-up docker-down docker-logs docker-ps \
@@ -104,6 +104,9 @@ chaos: install ## the chaos suite: kill workers, restart Redis, stop MongoDB, po
 
 bench: install ## accept rate and latency of POST /api/v1/orders beside a bare apply_async route
 	$(PY) -m bench $(BENCH_ARGS)
+
+bench-engine: install ## Kirana's Celery beside stock Celery, Dramatiq and Huey (bench-only .venv-bench): tasks/s, CPU per task, enqueue rate
+	$(PY) -m bench.engine $(BENCH_ARGS)
 
 coverage: install exporter ## the coverage table of the last make test (or a new run if there is none), and htmlcov/
 	@if [ ! -f .coverage-data/coverage ]; then rm -rf .coverage-data && mkdir -p .coverage-data && \

@@ -1,6 +1,6 @@
 """`python -m bench [--only orders|webhooks|sockets|search|backups|loyalty|all] [--orders N] [--webhooks N]
 [--sockets N] [--backup-docs N] [--disk-mb M] [--awards N] [--ledger N] [--ledger-customers N]
-[--concurrency C] [--warmup W]`.
+[--concurrency C] [--rate R] [--warmup W]`.
 
 What `make bench` runs (BENCH_ARGS="--only webhooks" passes flags).
 """
@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="price changes per second while the index lag is sampled (100)")
     parser.add_argument("--update-seconds", type=_positive, default=10, help="how long they stream (10)")
     parser.add_argument("--concurrency", type=_positive, default=16, help="client threads (16)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="offer the orders and the bare route at this many requests/s (an open loop: "
+                        "--orders 6000 --rate 100 is 60 s at 100/s) instead of as fast as they are answered")
     parser.add_argument("--client", choices=("requests", "http"), default=None,
                         help="the load generator's keep-alive sessions in every phase: requests.Session or bare "
                         "http.client connections (~0.5 ms of CPU per request instead of ~2, left to the servers on "
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                            only=args.only, webhooks=args.webhooks, webhooks_worker=args.webhooks_worker,
                            breakdown=args.breakdown, client=args.client, sockets=args.sockets,
                            searches=args.searches, search_catalog=args.search_catalog, update_rate=args.update_rate,
-                           update_seconds=args.update_seconds)
+                           update_seconds=args.update_seconds, rate=args.rate)
             failed = run(opts, tmp, redis_port, mongo_port, stop)
         if args.only == "all":
             print(flush=True)

@@ -69,6 +69,8 @@ class Options:
     search_catalog: int = 50_000
     update_rate: float = 100.0
     update_seconds: float = 10.0
+    # Orders and bare route at this fixed rate (requests/s, an open loop) instead of as fast as they go.
+    rate: float | None = None
 
     def client_for(self, phase: str) -> str:
         return self.client or ("http" if phase == "webhooks" else "requests")
@@ -219,7 +221,8 @@ def report(opts: Options, api_argv: Sequence[str], orders: Phase, bare: Phase, c
     row = "{:<22}{:>9}{:>10}{:>9}"
     lines = [
         f"kirana bench: {opts.orders} orders, concurrency {opts.concurrency} ({opts.client_for('orders')} sessions),"
-        f" gunicorn {kind} {workers}x{threads}",
+        + (f" offered at {opts.rate:g}/s (open loop; latency from when each was due)," if opts.rate else "")
+        + f" gunicorn {kind} {workers}x{threads}",
         row.format("", "req/s", "p50 ms", "p99 ms"),
     ]
     for label, phase in ((f"POST {ORDERS_PATH}", orders), ("bare apply_async route", bare)):
@@ -351,8 +354,9 @@ def orders_phase(opts: Options, up: Running, client: Client, warm: list[bytes], 
         log(f"orders warmup: {len(warm)} requests")
         client.run(up.orders_url, warm, headers=[headers] * len(warm))
         wait_drained(up.cfg, up.database)
-    log(f"orders: {opts.orders} requests at concurrency {opts.concurrency}")
-    return client.run(up.orders_url, bodies, headers=[headers] * len(bodies))
+    log(f"orders: {opts.orders} requests at concurrency {opts.concurrency}"
+        + (f", {opts.rate:g}/s" if opts.rate else ""))
+    return client.run(up.orders_url, bodies, headers=[headers] * len(bodies), rate=opts.rate)
 
 
 def bare_phase(opts: Options, up: Running, client: Client, warm: list[bytes], bodies: list[bytes]) -> Phase:
@@ -361,7 +365,7 @@ def bare_phase(opts: Options, up: Running, client: Client, warm: list[bytes], bo
         log(f"bare warmup: {len(warm)} requests")
         client.run(up.bare_url, warm)
     log(f"bare: {opts.orders} requests at concurrency {opts.concurrency}")
-    bare = client.run(up.bare_url, bodies)
+    bare = client.run(up.bare_url, bodies, rate=opts.rate)
     purged = purge_bare_queue()
     if purged < bare.ok:
         log(f"warning: only {purged} bench.noop messages were queued for {bare.ok} answered requests")

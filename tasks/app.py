@@ -17,6 +17,7 @@ from kombu import Queue as KombuQueue
 from beat_schedules import SCHEDULE
 from kirana.config import settings
 from tasks import (
+    broker,
     telemetry,  # noqa: F401  (stamps every published message with its send time)
     tracing,  # noqa: F401  (connects the logging and request-id signals)
 )
@@ -41,6 +42,9 @@ def make_celery() -> Celery:
     app = Celery("kirana", include=[*TASK_MODULES, *extra])
     app.conf.update(
         broker_url=cfg.redis_url,
+        # kombu's Redis transport and Celery's consumer minus two per-message costs (tasks/broker.py).
+        broker_transport=broker.TRANSPORT,
+        worker_consumer=broker.CONSUMER,
         # Order state lives in MongoDB; nobody reads task results, and a
         # result backend costs ~23% per task.
         result_backend=None,

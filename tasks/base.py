@@ -56,7 +56,8 @@ class KiranaTask(celery.Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         if not request.called_directly and not request.is_eager and request.id:
-            deliveries = _count_delivery(request.id, request.retries or 0)
+            redelivered = bool((request.delivery_info or {}).get("redelivered"))
+            deliveries = _count_delivery(request.id, request.retries or 0, redelivered=redelivered)
             if deliveries > settings().redelivery_cap:
                 from tasks.reliability import dead_letter
 
@@ -68,13 +69,24 @@ class KiranaTask(celery.Task):
         return super().__call__(*args, **kwargs)
 
 
-def _count_delivery(task_id: str, retries: int) -> int:
+def _count_delivery(task_id: str, retries: int, *, redelivered: bool) -> int:
+    """How many times this message (task id, retry number) has been delivered, this one included.
+
+    kombu's Redis transport marks every message it puts back (worker lost,
+    visibility timeout, restore at shutdown) `redelivered`. A first delivery
+    is therefore 1 without asking Redis: the round trip is paid only by a
+    message that came back, which is the one the cap is about. The first
+    delivery is added to the count when the first redelivery creates the key.
+    """
+    if not redelivered:
+        return 1
     key = f"kirana:deliveries:{task_id}:{retries}"
     try:
         pipe = redis_conn.client().pipeline(transaction=False)
+        pipe.set(key, 1, nx=True, ex=86_400)  # the first delivery, which was not counted
         pipe.incr(key)
         pipe.expire(key, 86_400)
-        return int(pipe.execute()[0])
+        return int(pipe.execute()[1])
     except redis.exceptions.RedisError:
         return 0  # no count without Redis; the task itself will meet the same outage
 

@@ -56,8 +56,7 @@ def sweep() -> int:
     now = now_ms()
     found = loyalty.unsynced(db.database(), since_ms=now - SWEEP_WINDOW_MS, until_ms=now - SWEEP_GRACE_MS,
                              limit=SWEEP_SCAN)
-    for order_id in found:
-        sync_order.delay(order_id)
+    reliability.enqueue_many(sync_order, [(order_id,) for order_id in found])
     return len(found)
 
 
