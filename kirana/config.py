@@ -145,6 +145,12 @@ class Settings:
     backup_dir: str = ""
     backup_keep_daily: int = 7
     backup_keep_weekly: int = 4
+    # Where finished backups are kept: "local" (BACKUP_DIR) or "s3" (a bucket; BACKUP_DIR is then
+    # the staging area). S3 credentials come from boto3's chain (AWS_* env, instance role), never from here.
+    backup_storage: str = "local"
+    backup_s3_bucket: str = ""
+    backup_s3_prefix: str = "kirana/backups"
+    backup_s3_endpoint_url: str = ""  # MinIO, R2, ...; "" = AWS
     # Search (kirana.search): the Redis that holds the index ("" = REDIS_URL), and how many
     # marked products one indexer batch takes.
     search_redis_url: str = field(default="", repr=False)
@@ -229,6 +235,10 @@ class Settings:
             backup_dir=_env("BACKUP_DIR", cls.backup_dir),
             backup_keep_daily=_int("BACKUP_KEEP_DAILY", cls.backup_keep_daily),
             backup_keep_weekly=_int("BACKUP_KEEP_WEEKLY", cls.backup_keep_weekly),
+            backup_storage=_env("BACKUP_STORAGE", cls.backup_storage),
+            backup_s3_bucket=_env("BACKUP_S3_BUCKET", cls.backup_s3_bucket),
+            backup_s3_prefix=_env("BACKUP_S3_PREFIX", cls.backup_s3_prefix),
+            backup_s3_endpoint_url=_env("BACKUP_S3_ENDPOINT_URL", cls.backup_s3_endpoint_url),
             search_redis_url=_env("SEARCH_REDIS_URL", cls.search_redis_url),
             search_batch_size=_int("SEARCH_BATCH_SIZE", cls.search_batch_size),
             loyalty_paise_per_point=_int("LOYALTY_PAISE_PER_POINT", cls.loyalty_paise_per_point),
@@ -309,6 +319,10 @@ ENV_NAMES: dict[str, str] = {
     "backup_dir": "BACKUP_DIR",
     "backup_keep_daily": "BACKUP_KEEP_DAILY",
     "backup_keep_weekly": "BACKUP_KEEP_WEEKLY",
+    "backup_storage": "BACKUP_STORAGE",
+    "backup_s3_bucket": "BACKUP_S3_BUCKET",
+    "backup_s3_prefix": "BACKUP_S3_PREFIX",
+    "backup_s3_endpoint_url": "BACKUP_S3_ENDPOINT_URL",
     "search_redis_url": "SEARCH_REDIS_URL",
     "search_batch_size": "SEARCH_BATCH_SIZE",
     "loyalty_paise_per_point": "LOYALTY_PAISE_PER_POINT",

@@ -13,8 +13,9 @@ never listed or restored.
 
 Modules: `dump` (write), `manifest` (read and check), `restore`, `retention`
 (which backups prune keeps), `catalog` (the `backups` collection: one
-document per run, read by /metrics), `jobs` (what the task, the endpoint and
-the CLI call).
+document per run, read by /metrics), `storage` (where finished backups are
+kept: this directory, or an S3-compatible bucket they are uploaded to), `jobs`
+(what the task, the endpoint and the CLI call).
 """
 
 from __future__ import annotations

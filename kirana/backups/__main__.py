@@ -1,10 +1,11 @@
 """Backups from a shell: ``python -m kirana.backups run|list|verify|restore|prune``.
 
     python -m kirana.backups run                       back up MONGO_DB now (progress bar)
-    python -m kirana.backups list                      complete backups on disk, oldest first
+    python -m kirana.backups list                      complete backups in the store, oldest first
     python -m kirana.backups verify [BACKUP]           restore into a scratch db, compare (default: latest)
     python -m kirana.backups restore BACKUP --into DB [--drop]
-                                                       BACKUP: an id, a path or "latest"; refuses a
+                                                       BACKUP: an id, a path or "latest" (from S3:
+                                                       downloaded to a scratch directory); refuses a
                                                        non-empty DB unless --drop
     python -m kirana.backups prune                     keep BACKUP_KEEP_DAILY / BACKUP_KEEP_WEEKLY
 
@@ -21,7 +22,7 @@ from typing import Any
 from tqdm import tqdm
 
 from kirana import audit, db
-from kirana.backups import backup_root, jobs, manifest, restore
+from kirana.backups import jobs, manifest, restore, storage
 
 
 def _actor() -> str:
@@ -44,13 +45,13 @@ def _run() -> int:
     _audit("backup.completed", written["backup_id"], documents=written["documents"], bytes=written["bytes"])
     print(f"{written['backup_id']}: {written['documents']} documents in {len(written['collections'])} collections, "
           f"{_mb(written['bytes'])}, {written['finished_at_ms'] - written['started_at_ms']} ms "
-          f"-> {backup_root() / written['backup_id']}")
+          f"-> {storage.storage().location(written['backup_id'])}")
     return 0
 
 
 def _list() -> int:
-    found = jobs.on_disk()
-    print(f"{len(found)} backup(s) in {backup_root()}")
+    found = jobs.stored()
+    print(f"{len(found)} backup(s) in {storage.storage()}")
     for backup in found:
         m = backup.manifest
         print(f"{backup.backup_id}  {m['database']:<16} {m['documents']:>10} docs  {_mb(m['bytes']):>10}  "
@@ -71,16 +72,18 @@ def _verify(backup: str) -> int:
 
 
 def _restore(backup: str, into: str, drop: bool) -> int:
-    path = jobs.find(backup)
-    total = manifest.read(path)["documents"]
     target = db.client()[into]
+    # Refused before anything is downloaded from S3.
     if not drop and (occupied := restore.non_empty_collections(target)):
         raise restore.TargetNotEmpty(f"database {into} is not empty ({', '.join(occupied[:5])}); "
                                      "restore --drop to overwrite the backup's collections")
-    with tqdm(total=total, desc=f"restore into {into}", unit=" docs", unit_scale=True, file=sys.stderr) as bar:
-        restored = restore.restore(path, target, drop=drop, progress=bar.update)
-    _audit("backup.restored", path.name, into=into, drop=drop, documents=sum(restored.values()))
-    print(f"restored {path.name} into {into}: {sum(restored.values())} documents in {len(restored)} collections")
+    with jobs.fetched(backup) as path:
+        total = manifest.read(path)["documents"]
+        with tqdm(total=total, desc=f"restore into {into}", unit=" docs", unit_scale=True, file=sys.stderr) as bar:
+            restored = restore.restore(path, target, drop=drop, progress=bar.update)
+        backup_id = manifest.read(path)["backup_id"]
+    _audit("backup.restored", backup_id, into=into, drop=drop, documents=sum(restored.values()))
+    print(f"restored {backup_id} into {into}: {sum(restored.values())} documents in {len(restored)} collections")
     return 0
 
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from kirana.backups import backup_root, catalog, dump, manifest, restore, retention
-from kirana.clock import now_ms
+from kirana.backups import backup_root, catalog, dump, manifest, restore, retention, storage
 from kirana.config import Settings, settings
 
-# A `.partial` directory this old belongs to a run that died; prune removes it.
+# A `.partial` directory (or an S3 backup without its manifest) this old belongs to a run that died;
+# prune removes it.
 STALE_PARTIAL_MS = 24 * 3600 * 1000
 
 
@@ -28,12 +29,24 @@ def new_backup_id() -> str:
 
 def run(db: Database, *, by: str, reason: str, cfg: Settings | None = None,
         progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Take a backup of `db`, recording the run in the catalog; returns the manifest."""
+    """Take a backup of `db`, recording the run in the catalog; returns the manifest.
+
+    Written to the backup directory first, then handed to the store
+    (`BACKUP_STORAGE`), which for S3 uploads it, manifest last.
+    """
     root = backup_root(cfg)
+    store = storage.storage(cfg)
     backup_id = new_backup_id()
-    catalog.start(db, backup_id, by=by, reason=reason, path=str(root / backup_id))
+    catalog.start(db, backup_id, by=by, reason=reason, path=store.location(backup_id))
     try:
         written = dump.dump(db, root, backup_id, progress=progress)
+        try:
+            store.keep(root / backup_id)
+        except BaseException:
+            # A backup the store did not take is no backup: do not let staged copies fill the disk.
+            if isinstance(store, storage.S3Storage):
+                shutil.rmtree(root / backup_id, ignore_errors=True)
+            raise
     except Exception as exc:
         catalog.fail(db, backup_id, f"{type(exc).__name__}: {exc}")
         raise
@@ -41,42 +54,43 @@ def run(db: Database, *, by: str, reason: str, cfg: Settings | None = None,
     return written
 
 
-@dataclass(frozen=True)
-class OnDisk:
-    backup_id: str
-    path: Path
-    manifest: dict[str, Any] = field(repr=False)
-
-    @property
-    def started_at_ms(self) -> int:
-        return int(self.manifest["started_at_ms"])
-
-
-def on_disk(cfg: Settings | None = None) -> list[OnDisk]:
-    """Complete backups under the backup directory, oldest first."""
-    root = backup_root(cfg)
-    found: list[OnDisk] = []
-    if not root.is_dir():
-        return found
-    for path in sorted(root.iterdir()):
-        if path.is_dir() and not path.name.endswith(".partial") and (path / manifest.MANIFEST).is_file():
-            found.append(OnDisk(path.name, path, manifest.read(path)))
-    return sorted(found, key=lambda b: (b.started_at_ms, b.backup_id))
+def stored(cfg: Settings | None = None) -> list[storage.Stored]:
+    """Complete backups in the store, oldest first."""
+    return storage.storage(cfg).backups()
 
 
 def find(backup: str, cfg: Settings | None = None) -> Path:
-    """A backup by id (under the backup directory) or by path; "latest" for the newest."""
+    """A backup in the backup directory by id or by path; "latest" for the newest (local storage)."""
     if backup == "latest":
-        found = on_disk(cfg)
+        found = storage.LocalStorage(backup_root(cfg)).backups()
         if not found:
             raise manifest.NotFound(f"no backups in {backup_root(cfg)}")
-        return found[-1].path
+        return Path(found[-1].location)
     path = Path(backup)
     if not path.is_dir():
         path = backup_root(cfg) / backup
     if not (path / manifest.MANIFEST).is_file():
         raise manifest.NotFound(f"no backup {backup!r} (looked in {backup_root(cfg)})")
     return path
+
+
+@contextmanager
+def fetched(backup: str, cfg: Settings | None = None) -> Iterator[Path]:
+    """A local directory holding `backup` (an id, "latest", or a backup directory's path).
+
+    From S3 it is downloaded into a scratch directory, removed on exit.
+    """
+    store = storage.storage(cfg)
+    if Path(backup).is_dir() and (Path(backup) / manifest.MANIFEST).is_file():
+        yield Path(backup)
+        return
+    if backup == "latest":
+        found = store.backups()
+        if not found:
+            raise manifest.NotFound(f"no backups in {store}")
+        backup = found[-1].backup_id
+    with store.fetch(backup) as path:
+        yield path
 
 
 @dataclass(frozen=True)
@@ -89,7 +103,11 @@ class Verification:
 def verify(client: MongoClient, db: Database, backup: str = "latest", *,
            cfg: Settings | None = None) -> Verification:
     """Restore `backup` into a scratch database and compare counts, content and indexes with its manifest."""
-    path = find(backup, cfg)
+    with fetched(backup, cfg) as path:
+        return _verify(client, db, path)
+
+
+def _verify(client: MongoClient, db: Database, path: Path) -> Verification:
     written = manifest.read(path)
     scratch_name = f"{db.name}_verify_{secrets.token_hex(4)}"
     detail: list[str] = []
@@ -121,21 +139,20 @@ def _keys(specs: list[dict[str, Any]]) -> set[tuple[tuple[tuple[str, int], ...],
 
 
 def prune(db: Database, cfg: Settings | None = None) -> list[str]:
-    """Delete the backups retention does not keep (and partial ones left by dead runs); returns their ids."""
+    """Delete the backups retention does not keep (and what dead runs left); returns their ids."""
     cfg = cfg or settings()
-    found = on_disk(cfg)
+    store = storage.storage(cfg)
+    found = store.backups()
     kept = retention.keep([(b.backup_id, b.started_at_ms) for b in found], daily=cfg.backup_keep_daily,
                           weekly=cfg.backup_keep_weekly)
     removed: list[str] = []
     for backup in found:
         if backup.backup_id not in kept:
-            shutil.rmtree(backup.path)
+            store.delete(backup.backup_id)
             catalog.pruned(db, backup.backup_id)
             removed.append(backup.backup_id)
-    root = backup_root(cfg)
-    if root.is_dir():
-        for partial in root.glob("*.partial"):
-            if now_ms() - partial.stat().st_mtime * 1000 > STALE_PARTIAL_MS:
-                shutil.rmtree(partial, ignore_errors=True)
-                removed.append(partial.name)
+    removed += store.stale_incomplete(STALE_PARTIAL_MS)
+    if isinstance(store, storage.S3Storage):
+        # Staging and scratch directories of dead runs, in the backup directory.
+        removed += storage.LocalStorage(backup_root(cfg)).stale_incomplete(STALE_PARTIAL_MS)
     return removed

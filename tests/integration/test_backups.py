@@ -161,7 +161,7 @@ def test_prune_keeps_exactly_what_retention_says(database, cfg: Settings) -> Non
     removed = jobs.prune(database, cfg)
 
     # daily=2: the 28th and 27th; weekly=1: the week of the 23rd, whose newest is the 28th.
-    assert sorted(b.backup_id for b in jobs.on_disk(cfg)) == ["20261127T130000Z-test", "20261128T130000Z-test"]
+    assert sorted(b.backup_id for b in jobs.stored(cfg)) == ["20261127T130000Z-test", "20261128T130000Z-test"]
     assert sorted(removed) == sorted(set(made) - {"20261127T130000Z-test", "20261128T130000Z-test"})
 
 
