@@ -9,6 +9,7 @@ from api import (
     auth,
     dead_letters,
     deliveries,
+    docs,
     health,
     live,
     metrics,
@@ -48,4 +49,5 @@ def create_app() -> Flask:
     app.register_blueprint(live.bp)
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(notifications.bp)
+    app.register_blueprint(docs.bp)
     return app

@@ -15,6 +15,7 @@ from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from api.contract import documented
 from api.security import public
 from kirana import db, dead_letters, outbox
 
@@ -42,5 +43,7 @@ _registry.register(StoreCollector())  # type: ignore[arg-type]
 
 @bp.get("/metrics")
 @public
+@documented(ok={200: "text/plain"}, tags=("operations",))
 def metrics() -> Response:
+    """Prometheus metrics (text exposition format)."""
     return Response(generate_latest(_registry), mimetype=CONTENT_TYPE_LATEST)

@@ -161,6 +161,69 @@ class RoleIn(_Body):
     store_id: Ident | None = None
 
 
+class _Query(BaseModel):
+    # Lax: query values arrive as strings ("20" is the integer 20). Unknown names are ignored.
+    model_config = ConfigDict(extra="ignore")
+
+
+Limit = Annotated[int, Field(ge=1, le=200)]
+Offset = Annotated[int, Field(ge=0, le=10_000_000)]
+Filter = Annotated[str, StringConstraints(max_length=64)]
+
+
+class PageQuery(_Query):
+    limit: Limit = 50
+    offset: Offset = 0
+
+
+class ProductsQuery(PageQuery):
+    category: Filter | None = None
+    store_id: Filter | None = None
+
+
+class OpsPageQuery(_Query):
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+    offset: Offset = 0
+
+
+_FAR = 10**15  # epoch ms far in the future
+
+
+class AuditQuery(OpsPageQuery):
+    actor: Filter | None = None
+    action: Filter | None = None
+    since: Annotated[int, Field(ge=0, le=_FAR, description="epoch ms, inclusive")] | None = None
+    until: Annotated[int, Field(ge=0, le=_FAR, description="epoch ms, exclusive")] | None = None
+
+
+class DeadLettersQuery(OpsPageQuery):
+    task: Filter | None = None
+    status: Literal["open", "replayed", "discarded"] | None = None
+    order_id: Filter | None = None
+
+
+Query = TypeVar("Query", bound=_Query)
+
+
+def parse_query(request: Request, model: type[Query]) -> Query:
+    """The query string as `model` (an empty value counts as absent), or a 400 problem."""
+    raw = {name: value for name, value in request.args.items() if value != ""}
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        names = ", ".join(sorted({e["field"].split(".")[0] for e in errors}))
+        raise Problem(400, "invalid-query", "Invalid query parameter", f"invalid: {names}",
+                      errors=errors) from None
+
+
+class IdempotencyHeaders(BaseModel):
+    idempotency_key: Annotated[
+        Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[ -~]+$")] | None,
+        Field(alias="Idempotency-Key", description="A retry with the same key answers with the same order"),
+    ] = None
+
+
 def query_int(request: Request, name: str, default: int, *, minimum: int, maximum: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from typing import Annotated, Any
 
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.contract import documented
 from api.problems import Problem
+from api.responses import WebhookAck
 from api.security import public
 from kirana import db, gateway, webhooks
 from kirana.config import settings
@@ -14,9 +19,27 @@ from tasks.webhooks import handle
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 
+class RazorpayEvent(BaseModel):
+    """A Razorpay webhook event; the raw body is what the signature covers (kirana.webhooks reads it)."""
+
+    model_config = ConfigDict(extra="allow")
+    event: str
+    payload: dict[str, Any]
+    created_at: int | None = None
+
+
+class SignatureHeaders(BaseModel):
+    signature: Annotated[str, Field(alias="X-Razorpay-Signature",
+                                    description="hex HMAC-SHA256 of the raw body with the webhook secret")]
+    event_id: Annotated[str | None, Field(alias="X-Razorpay-Event-Id",
+                                          description="Razorpay's id of the event (deduplicates)")] = None
+
+
 @bp.post("/razorpay")
 @public  # authenticated by its signature instead of a token
+@documented(body=RazorpayEvent, headers=SignatureHeaders, ok={200: WebhookAck}, tags=("payments",))
 def razorpay() -> Response:
+    """Razorpay webhooks: the signature is checked, the event stored once and handled on the webhooks queue."""
     body = request.get_data(cache=False)
     signature = request.headers.get("X-Razorpay-Signature", "")
     cfg = settings()
