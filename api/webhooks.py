@@ -24,7 +24,7 @@ class RazorpayEvent(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     event: str
-    payload: dict[str, Any]
+    payload: dict[str, Any] | None = None
     created_at: int | None = None
 
 
