@@ -162,8 +162,9 @@ class RoleIn(_Body):
 
 
 class _Query(BaseModel):
-    # Lax: query values arrive as strings ("20" is the integer 20). Unknown names are ignored.
-    model_config = ConfigDict(extra="ignore")
+    # Lax: query values arrive as strings ("20" is the integer 20). An unknown name is a 400, as an
+    # unknown body field is a 422: a misspelt filter must not silently return everything.
+    model_config = ConfigDict(extra="forbid")
 
 
 Limit = Annotated[int, Field(ge=1, le=200)]
@@ -206,8 +207,8 @@ Query = TypeVar("Query", bound=_Query)
 
 
 def parse_query(request: Request, model: type[Query]) -> Query:
-    """The query string as `model` (an empty value counts as absent), or a 400 problem."""
-    raw = {name: value for name, value in request.args.items() if value != ""}
+    """The query string as `model` (an empty value of a known name counts as absent), or a 400 problem."""
+    raw = {name: value for name, value in request.args.items() if value != "" or name not in model.model_fields}
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -175,3 +175,12 @@ def test_operations_webhooks_and_admin(stack, customer) -> None:  # type: ignore
     conforms(requests.post(stack.url("/webhooks/razorpay"), data=body, timeout=10, headers={
         "Content-Type": "application/json", "X-Razorpay-Signature": signature,
         "X-Razorpay-Event-Id": f"evt_{uuid.uuid4().hex[:14]}"}), "POST", "/webhooks/razorpay", 200)
+
+
+def test_an_unknown_or_empty_query_parameter(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    unknown = customer.http.get(customer.url("/api/v1/products"), params={"limt": 5}, timeout=10)
+    empty = customer.http.get(customer.url("/api/v1/products"), params={"limit": ""}, timeout=10)
+
+    conforms(unknown, "GET", "/api/v1/products", 400)
+    assert unknown.json()["type"] == "/problems/invalid-query" and unknown.json()["errors"][0]["field"] == "limt"
+    assert conforms(empty, "GET", "/api/v1/products", 200).json()["limit"] == 50, "an empty value counts as absent"
