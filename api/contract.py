@@ -204,6 +204,9 @@ def build(app: Flask) -> dict[str, Any]:
                 operation["description"] = f"{operation.get('description') or ''}\n\n{note}".strip()
                 for parameter in operation.get("parameters", []):
                     parameter["schema"] = _not_null(parameter["schema"])
+                    if parameter["in"] == "query" and not parameter["required"]:
+                        # parse_query: `?limit=` is the same as no limit (as forms send empty fields).
+                        parameter["schema"] = {"anyOf": [parameter["schema"], {"const": ""}]}
                 if "requestBody" in operation:
                     operation["requestBody"]["content"]["application/json"]["schema"] = {
                         "$ref": model_ref(contract.body)} if contract.body else {}

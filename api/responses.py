@@ -42,7 +42,6 @@ class LineOut(_Out):
 class EventOut(_Out):
     status: Status
     at_ms: int
-    seq: int | None = None
     detail: dict[str, Any] | None = None
 
 
