@@ -28,7 +28,7 @@ from tests.harness import Client
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = int(os.environ.get("KIRANA_FUZZ_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("KIRANA_FUZZ_EXAMPLES", "5"))
 # make fuzz: every example as every role (make test: one role per example, in turn).
 ALL_ROLES = os.environ.get("KIRANA_FUZZ_ALL_ROLES", "") == "1"
 ROLES = [str(role) for role in Role]
