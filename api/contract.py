@@ -112,8 +112,8 @@ def documented(*, body: type[BaseModel] | None = None, query: type[BaseModel] | 
     def declare(view: View) -> View:
         wrapped = SPEC.validate(json=body, query=query, headers=headers, resp=Response(**models),
                                 tags=contract.tags, skip_validation=True)(view)
-        # spectree's wrapper does not copy attributes set later by @requires onto `view`,
-        # so @documented goes under @requires, which marks this wrapper.
+        # Flask registers this wrapper; @requires above marks it (wraps() copies marks made below).
+        # spectree only documents here (skip_validation): api.schemas validates, with our problems.
         setattr(wrapped, CONTRACT, contract)
         return wrapped  # type: ignore[no-any-return]
 

@@ -208,6 +208,10 @@ Query = TypeVar("Query", bound=_Query)
 
 def parse_query(request: Request, model: type[Query]) -> Query:
     """The query string as `model` (an empty value of a known name counts as absent), or a 400 problem."""
+    repeated = sorted(name for name, values in request.args.lists() if len(values) > 1)
+    if repeated:
+        raise Problem(400, "invalid-query", "Invalid query parameter", f"given more than once: {', '.join(repeated)}",
+                      errors=[{"field": name, "message": "give it once", "type": "repeated"} for name in repeated])
     raw = {name: value for name, value in request.args.items() if value != "" or name not in model.model_fields}
     try:
         return model.model_validate(raw)

@@ -177,10 +177,13 @@ def test_operations_webhooks_and_admin(stack, customer) -> None:  # type: ignore
         "X-Razorpay-Event-Id": f"evt_{uuid.uuid4().hex[:14]}"}), "POST", "/webhooks/razorpay", 200)
 
 
-def test_an_unknown_or_empty_query_parameter(stack, customer) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_empty_or_repeated_query_parameter(stack, customer) -> None:  # type: ignore[no-untyped-def]
     unknown = customer.http.get(customer.url("/api/v1/products"), params={"limt": 5}, timeout=10)
     empty = customer.http.get(customer.url("/api/v1/products"), params={"limit": ""}, timeout=10)
+    twice = customer.http.get(customer.url("/api/v1/products"), params={"category": ["Dairy", "Snacks"]}, timeout=10)
 
     conforms(unknown, "GET", "/api/v1/products", 400)
     assert unknown.json()["type"] == "/problems/invalid-query" and unknown.json()["errors"][0]["field"] == "limt"
     assert conforms(empty, "GET", "/api/v1/products", 200).json()["limit"] == 50, "an empty value counts as absent"
+    conforms(twice, "GET", "/api/v1/products", 400)
+    assert twice.json()["errors"] == [{"field": "category", "message": "give it once", "type": "repeated"}]
