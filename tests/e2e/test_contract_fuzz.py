@@ -62,9 +62,9 @@ SESSION_ENDING = {("POST", "/api/v1/auth/logout")}
 
 
 def _dropped_in_transit(case) -> bool:  # type: ignore[no-untyped-def]
-    """A query value requests cannot put in a URL (an object, an empty list) is left out of it, so the
-    server gets a valid request that schemathesis still counts as invalid: not a finding."""
-    return any(isinstance(value, dict) or value == [] for value in (case.query or {}).values())
+    """A query value requests cannot put in a URL (null, an object, an empty list) is left out of it, so
+    the server gets a valid request that schemathesis still counts as invalid: not a finding."""
+    return any(value is None or isinstance(value, dict) or value == [] for value in (case.query or {}).values())
 
 
 @schema.parametrize()
