@@ -1,16 +1,42 @@
-# Kirana: `make run` starts the whole stack, `make test` runs the tests.
-# The virtualenv is created and filled on first use; nothing is installed by hand.
+# Kirana: `make run` starts the whole stack, `make test` runs the tests, `make help` lists the rest.
+# The virtualenvs are created and filled on first use; nothing is installed by hand.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
+# celery-exporter pins older redis and prometheus-client: its own virtualenv.
+EXPORTER_VENV  := .venv-exporter
+EXPORTER_STAMP := $(EXPORTER_VENV)/.installed-$(shell cksum < deploy/exporter-constraints.txt | cut -d' ' -f1)
+
+IMAGE   ?= kirana:latest
+COMPOSE_PROD := docker compose -f docker-compose.prod.yml
+# Deploys: ENV_FILE holds the secrets (outside git); HEALTH_URL is checked after the rollout.
+STAGING_ENV_FILE    ?= /etc/kirana/staging.env
+PRODUCTION_ENV_FILE ?= /etc/kirana/production.env
+STAGING_URL    ?= https://staging.kirana.example
+PRODUCTION_URL ?= https://kirana.example
+DEPLOY_WITH    ?= compose
+KUBE_CONTEXT   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run stop test test-unit test-e2e lint fmt seed db-indexes audit-verify health dead-letters chaos bench lock clean
+.PHONY: help install exporter tools \
+        run stop logs seed fmt \
+        test test-unit test-e2e check-deploy chaos bench bench-engine coverage \
+        lint \
+        build k8s \
+        docker-up docker-down docker-logs docker-ps \
+        db-migrate db-status db-indexes db-backup db-restore db-validate db-backup-verify \
+        health dead-letters audit-verify search-reindex search-status loyalty-refresh \
+        deploy-staging deploy-production rollback \
+        lock clean clean-docker
 
-help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+help: ## list the targets by group
+	@awk 'BEGIN {FS = ":.*## "} \
+	  /^##@ / {printf "\n%s\n", substr($$0, 5); next} \
+	  /^[a-z0-9-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+##@ Setup
 
 $(STAMP):
 	@command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install -y redis-server"; exit 1; }
@@ -19,43 +45,59 @@ $(STAMP):
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+$(EXPORTER_STAMP):
+	$(PYTHON) -m venv $(EXPORTER_VENV)
+	$(EXPORTER_VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/exporter-constraints.txt
+	rm -f $(EXPORTER_VENV)/.installed-*
+	touch $@
+
 install: $(STAMP) ## create the virtualenv and install the pinned dependencies
 
-run: install ## start the whole stack in the foreground (Ctrl-C stops it)
-	$(PY) -m stack run
+exporter: $(EXPORTER_STAMP) ## celery-exporter's own virtualenv (.venv-exporter, deploy/exporter-constraints.txt)
+
+tools: ## install promtool, amtool and nginx for the deploy checks (apt; only what is missing)
+	.ci/install-tools
+
+##@ Development
+
+# The stack's output also goes to var/run/stack.log, for `make logs` in another terminal.
+run: install exporter ## start the whole stack in the foreground, with Flower and celery-exporter (Ctrl-C stops it)
+	@mkdir -p var/run
+	bash -o pipefail -c '$(PY) -m stack run 2>&1 | tee var/run/stack.log'
 
 stop: install ## stop a stack started in the background
 	$(PY) -m stack stop
 
-test: install ## run every test (starts its own redis-server, nx-27017 and workers)
-	$(PY) -m pytest
-
-test-unit: install ## only the fast tests that need no servers
-	$(PY) -m pytest tests/unit
-
-test-e2e: install ## only the end-to-end tests through HTTP and real workers
-	$(PY) -m pytest tests/e2e
-
-lint: install ## ruff
-	$(VENV)/bin/ruff check .
-
-fmt: install ## ruff --fix
-	$(VENV)/bin/ruff check --fix .
+logs: ## follow the output of the stack `make run` started (var/run/stack.log)
+	@test -f var/run/stack.log || { echo "no var/run/stack.log: start the stack with make run"; exit 1; }
+	tail -n 200 -F var/run/stack.log
 
 seed: install ## load the demo catalog into MONGO_URL (idempotent)
 	$(PY) -m kirana.seed
 
-db-indexes: install ## create the indexes the code relies on in MONGO_URL (idempotent)
-	$(PY) -m migrations indexes
+fmt: install ## ruff --fix
+	$(VENV)/bin/ruff check --fix .
 
-audit-verify: install ## walk the audit hash chain in MONGO_URL; exit 1 at the first break
-	$(PY) -m kirana.audit verify
+##@ Test
 
-health: install ## each pool: live workers, queue length, last progress (exit 1 if one is down or stalled)
-	$(PY) -m workers health
+test: install exporter ## every test, under coverage (fails below the floor in pyproject.toml); says which checks it skips
+	@for tool in promtool amtool nginx; do \
+	  command -v $$tool >/dev/null || echo "make test: $$tool is missing, so its checks are SKIPPED (make tools installs it)"; \
+	done
+	rm -rf .coverage-data && mkdir -p .coverage-data
+	$(PY) -m coverage run -m pytest
+	@$(PY) -m coverage combine -q
+	@echo "line and branch coverage over every process: $$($(PY) -m coverage report --format=total)% (floor: fail_under in pyproject.toml; make coverage for the table)"
+	@$(PY) -m coverage report --format=total >/dev/null
 
-dead-letters: install ## list open dead letters (python -m tasks.dead_letters --help for replay/discard)
-	$(PY) -m tasks.dead_letters list --status open
+test-unit: install ## only the fast tests that need no servers
+	$(PY) -m pytest tests/unit
+
+test-e2e: install exporter ## only the end-to-end tests through HTTP and real workers
+	$(PY) -m pytest tests/e2e
+
+check-deploy: install ## only the deploy checks: compose, nginx -t, promtool, amtool, Grafana, Kubernetes
+	$(PY) -m pytest tests/unit/test_deploy_files.py tests/unit/test_monitoring.py tests/unit/test_k8s.py
 
 chaos: install ## the chaos suite: kill workers, restart Redis, stop MongoDB, poison messages, under load
 	$(PY) -m pytest tests/chaos -m chaos -v
@@ -63,9 +105,108 @@ chaos: install ## the chaos suite: kill workers, restart Redis, stop MongoDB, po
 bench: install ## accept rate and latency of POST /api/v1/orders beside a bare apply_async route
 	$(PY) -m bench $(BENCH_ARGS)
 
+bench-engine: install ## Kirana's Celery beside stock Celery, Dramatiq and Huey (bench-only .venv-bench): tasks/s, CPU per task, enqueue rate
+	$(PY) -m bench.engine $(BENCH_ARGS)
+
+coverage: install exporter ## the coverage table of the last make test (or a new run if there is none), and htmlcov/
+	@if [ ! -f .coverage-data/coverage ]; then rm -rf .coverage-data && mkdir -p .coverage-data && \
+	  $(PY) -m coverage run -m pytest && $(PY) -m coverage combine -q; fi
+	$(PY) -m coverage report
+	$(PY) -m coverage html -q -d htmlcov
+
+##@ Lint
+
+lint: install ## ruff, and deploy/k8s/workers.yaml up to date with the pool table
+	$(VENV)/bin/ruff check .
+	$(PY) -m workers.k8s --check
+
+##@ Build
+
+build: ## build the image (deploy/Dockerfile, multi-stage, non-root) as IMAGE=kirana:latest
+	docker build -f deploy/Dockerfile --target runtime -t $(IMAGE) .
+
+k8s: install ## regenerate deploy/k8s/workers.yaml from the pool table (after adding a pool or queue)
+	$(PY) -m workers.k8s
+
+##@ Docker (development compose: hot reload, Flower, Mongo Express, celery-exporter)
+
+docker-up: ## docker compose up --build -d (docker-compose.yml)
+	docker compose up --build -d
+
+docker-down: ## stop the development containers (data volumes kept)
+	docker compose down
+
+docker-logs: ## follow the development containers' logs (SERVICE=worker-orders for one)
+	docker compose logs -f --tail=200 $(SERVICE)
+
+docker-ps: ## the development containers and their health
+	docker compose ps
+
+##@ Database
+
+db-migrate: install ## apply pending migrations to MONGO_URL (python -m migrations up)
+	$(PY) -m migrations up
+
+db-status: install ## which migrations are applied and pending
+	$(PY) -m migrations status
+
+db-indexes: install ## create the indexes the code relies on in MONGO_URL (idempotent)
+	$(PY) -m migrations indexes
+
+db-backup: install ## take a backup of MONGO_URL now (python -m kirana.backups run)
+	$(PY) -m kirana.backups run
+
+db-restore: install ## restore BACKUP=<id> into DB=<database> (a new database; add --drop by hand to replace)
+	@test -n "$(BACKUP)" -a -n "$(DB)" || { echo "usage: make db-restore BACKUP=<backup id> DB=<target database>"; exit 2; }
+	$(PY) -m kirana.backups restore $(BACKUP) --into $(DB)
+
+db-validate: install ## the live collections and indexes against what the migrations declare (exit 1 on drift)
+	$(PY) -m migrations validate
+
+db-backup-verify: install ## restore the latest backup into a scratch database and compare counts and checksums
+	$(PY) -m kirana.backups verify
+
+##@ Operations
+
+search-reindex: install ## rebuild the product search index now, with a progress bar (searches see the old one until the swap)
+	$(PY) -m kirana.search reindex
+
+search-status: install ## the search index's version, size and lag
+	$(PY) -m kirana.search status
+
+loyalty-refresh: install ## rebuild every leaderboard from the loyalty ledger now
+	$(PY) -m kirana.loyalty refresh
+
+health: install ## each pool: live workers, queue length, last progress (exit 1 if one is down or stalled)
+	$(PY) -m workers health
+
+dead-letters: install ## list open dead letters (python -m tasks.dead_letters --help for replay/discard)
+	$(PY) -m tasks.dead_letters list --status open
+
+audit-verify: install ## walk the audit hash chain in MONGO_URL; exit 1 at the first break
+	$(PY) -m kirana.audit verify
+
+##@ Deploy (docs/deploy.md; DEPLOY_WITH=compose|kubectl, IMAGE=registry/kirana:<tag>)
+
+deploy-staging: ## roll IMAGE out to staging, then wait for /readyz at STAGING_URL
+	deploy/deploy.sh staging $(DEPLOY_WITH) $(IMAGE) $(STAGING_ENV_FILE) $(STAGING_URL) $(KUBE_CONTEXT)
+
+deploy-production: ## roll IMAGE out to production, then wait for /readyz at PRODUCTION_URL
+	deploy/deploy.sh production $(DEPLOY_WITH) $(IMAGE) $(PRODUCTION_ENV_FILE) $(PRODUCTION_URL) $(KUBE_CONTEXT)
+
+rollback: ## kubectl: undo the last rollout of every Deployment; compose: make deploy-production IMAGE=<previous tag>
+	@test "$(DEPLOY_WITH)" = kubectl || { echo "with compose, redeploy the previous tag: make deploy-production IMAGE=<previous>"; exit 2; }
+	kubectl $(if $(KUBE_CONTEXT),--context $(KUBE_CONTEXT)) -n kirana get deploy -o name \
+	  | xargs -n1 kubectl $(if $(KUBE_CONTEXT),--context $(KUBE_CONTEXT)) -n kirana rollout undo
+
+##@ Cleanup
+
 lock: install ## re-pin constraints.txt from what is installed
 	{ echo "# Exact versions of every package Kirana installs (direct and transitive)."; \
 	  echo "# Regenerate with: make lock"; $(VENV)/bin/pip freeze --exclude-editable; } > constraints.txt
 
-clean: ## remove the virtualenv and local data
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+clean: ## remove the virtualenvs and local data
+	rm -rf $(VENV) $(EXPORTER_VENV) var .pytest_cache .ruff_cache .coverage-data
+
+clean-docker: ## remove the development containers AND their data volumes
+	docker compose down -v

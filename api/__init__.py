@@ -5,20 +5,27 @@ from __future__ import annotations
 from flask import Flask
 
 from api import (
+    analytics,
     audit,
     auth,
+    backups,
+    carts,
     dead_letters,
     deliveries,
+    devices,
     docs,
     health,
     live,
+    loyalty,
     metrics,
     notifications,
     orders,
     payments,
     problems,
     products,
+    search,
     security,
+    sync,
     tracing,
     users,
     webhooks,
@@ -34,6 +41,7 @@ def create_app() -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     tracing.register(app)
     problems.register(app)
+    metrics.instrument(app)  # before security.enforce, so refused requests are timed and counted too
     app.before_request(security.enforce)
     app.register_blueprint(health.bp)
     app.register_blueprint(orders.bp)
@@ -50,4 +58,11 @@ def create_app() -> Flask:
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(notifications.bp)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(backups.bp)
+    app.register_blueprint(devices.bp)
+    app.register_blueprint(carts.bp)
+    app.register_blueprint(sync.bp)
+    app.register_blueprint(analytics.bp)
+    app.register_blueprint(search.bp)
+    app.register_blueprint(loyalty.bp)
     return app

@@ -12,7 +12,7 @@ from api.contract import documented
 from api.problems import Problem
 from api.responses import Healthy, Ready
 from api.security import public
-from kirana import db, liveness, redis_conn
+from kirana import db, liveness, redis_conn, search
 from kirana.config import settings
 from tasks.queues import DELIVERY
 from workers.pools import POOLS
@@ -61,6 +61,17 @@ def readyz() -> Response:
     except redis.exceptions.RedisError as exc:
         checks["redis"] = f"down: {type(exc).__name__}"
         reasons.append("redis does not answer")
+    if checks.get("mongodb") == "ok" and checks.get("redis") == "ok":
+        checks["search"] = _search_detail()
     if reasons:
         raise Problem(503, "not-ready", "Not ready", "; ".join(reasons), checks=checks)
     return jsonify({"status": "ready", "checks": checks})
+
+
+def _search_detail() -> dict[str, Any] | str:
+    """The index's version, size and lag: a detail for ops, not a reason to refuse traffic
+    (a stale index still answers, and the search pool's own health is under pools)."""
+    try:
+        return search.stats(db.database())
+    except (pymongo.errors.PyMongoError, redis.exceptions.RedisError) as exc:
+        return f"unknown: {type(exc).__name__}"

@@ -1,4 +1,4 @@
-"""/ws/orders/<order_id>: an order's live updates over a WebSocket (flask-sock).
+"""/ws/orders/<order_id>: an order's live updates over a WebSocket (flask-sock); /ws/sync: one's sync results.
 
     connect  ws://host/ws/orders/ord_01...?access_token=<access token>   (or Authorization: Bearer)
     <- {"type": "state", "order": {...GET /api/v1/orders/<id>...}}        always first
@@ -187,7 +187,7 @@ def _unavailable(dependency: str, exc: BaseException) -> Refused:
                    f"{dependency} did not answer ({type(exc).__name__}); reconnect later", dependency=dependency)
 
 
-def _authenticate(token: str | None) -> Principal:
+def _authenticate(token: str | None, permission: str = "orders:read") -> Principal:
     if token is None:
         raise _unauthorized("send an access token as ?access_token=<token> or 'Authorization: Bearer <token>'")
     try:
@@ -196,12 +196,12 @@ def _authenticate(token: str | None) -> Principal:
         raise _unauthorized(str(exc)) from None
     except pymongo.errors.PyMongoError as exc:
         raise _unavailable("mongodb", exc) from exc
-    if not allowed(principal, "orders:read"):
+    if not allowed(principal, permission):
         # As api.security.enforce answers over HTTP.
         if needs_two_factor(principal):
             raise Refused(403, "two-factor-required", "Two-factor authentication required",
                           f"the {principal.role} role must enrol in two-factor and log in with a code first")
-        raise Refused(403, "forbidden", "Forbidden", f"the {principal.role} role may not orders:read")
+        raise Refused(403, "forbidden", "Forbidden", f"the {principal.role} role may not {permission}")
     return principal
 
 
@@ -312,3 +312,62 @@ def order_updates(ws: WebSocket, order_id: str) -> None:
         pass  # the client went away, or was dropped as too slow: nothing to tell it
     finally:
         hub.unsubscribe(sub)
+
+
+# --- /ws/sync: the signed-in user's offline sync results ----------------------------------------
+
+
+def _watch_sync(ws: WebSocket, hub: Hub, principal: Principal, token: str | None, sub: Subscription) -> None:
+    hub.wait_ready(READY_WAIT_S)
+    generation = hub.generation
+    # From here on every result published for this user reaches the socket.
+    _send(ws, {"type": "ready"})
+    checked_at = time.monotonic()
+    while True:
+        try:
+            item = sub.get(timeout=POLL_S)
+        except queue.Empty:
+            item = None
+        if sub.dropped or not ws.connected:
+            return
+        _drain(ws)
+        if time.monotonic() - checked_at > REAUTH_S:
+            try:
+                _authenticate(token, "sync:submit")
+            except Refused as refused:
+                if refused.status != 503:
+                    raise
+            checked_at = time.monotonic()
+        if isinstance(item, Update):
+            ws.send(item.text)
+        elif isinstance(item, Resync) and item.generation > generation:
+            # Results may have been published while the subscription was down: read GET /api/v1/sync/<id>.
+            generation = item.generation
+            _send(ws, {"type": "resync"})
+
+
+@_sock.route("/ws/sync", bp=bp)
+@public
+def sync_results(ws: WebSocket) -> None:
+    """<- {"type": "ready"}, then {"type": "sync", "batch_id", "status", "results": [...]} per applied batch."""
+    guarded = _GuardedSocket(ws.sock)
+    ws.sock = guarded
+    sub: Subscription | None = None
+    hub = process_hub()
+    try:
+        token = _token()
+        principal = _authenticate(token, "sync:submit")
+        sub = hub.subscribe(f"user:{principal.user_id}")
+        sub.on_drop = guarded.abort
+        if isinstance(ws.event, _WakingEvent):
+            ws.event.wake = sub.wake
+        _watch_sync(ws, hub, principal, token, sub)
+    except Refused as refused:
+        with contextlib.suppress(ConnectionClosed, OSError):
+            _send(ws, refused.message)
+            ws.close(reason=refused.close_code, message=refused.message["title"])
+    except OSError:
+        pass
+    finally:
+        if sub is not None:
+            hub.unsubscribe(sub)

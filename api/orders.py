@@ -10,15 +10,13 @@ from api.contract import documented
 from api.problems import Problem, unavailable
 from api.responses import OrderOut
 from api.security import client_address, principal, requires
-from kirana import audit, db, orders, payments
+from kirana import db, orders, payments
 from kirana.config import settings
 from kirana.permissions import can_see_order
-from tasks import audit as audit_task
-from tasks import notifications as notification_tasks
+from tasks import orders as order_tasks
 from tasks import payments as payment_tasks
 from tasks import reliability
 from tasks.base import publish_order_update
-from tasks.orders import process
 
 bp = Blueprint("orders", __name__, url_prefix="/api/v1/orders")
 
@@ -36,17 +34,10 @@ def submit() -> Response:
     new = schemas.parse_order(request, principal().user_id)
     key = schemas.idempotency_key(request)
     database = db.database()
-    order, created = orders.place(database, new, idempotency_key=key, publish=publish_order_update)
-    if created:
-        try:
-            # With the broker down the work waits in the outbox; the answer is 202 all the same.
-            reliability.enqueue(process, [order["_id"]])
-        except pymongo.errors.PyMongoError as exc:
-            # Neither broker nor outbox took it: undo the write so the client's retry starts clean.
-            orders.withdraw(database, order["_id"])
-            raise unavailable("mongodb", exc) from exc
-        notification_tasks.trigger(order["customer_id"], "order_accepted", {"order_id": order["_id"]},
-                                   key=f"{order['_id']}:order_accepted:")
+    try:
+        order, created = order_tasks.submit(database, new, key)
+    except pymongo.errors.PyMongoError as exc:
+        raise unavailable("mongodb", exc) from exc
     # A new order's one event is known: no second read that could fail after the order was stored.
     shown_events = ([{"status": "accepted", "seq": 0, "at_ms": order["created_at_ms"]}] if created
                     else orders.events(database, order["_id"]))
@@ -82,14 +73,9 @@ def cancel(order_id: str) -> tuple[Response, int]:
     if not can_see_order(me, order):
         raise orders.OrderNotFound(order_id)
     try:
-        done = payments.cancel(database, order_id, publish=publish_order_update)
+        order_tasks.cancel(database, order_id, actor=me.user_id, ip=client_address())
     except payments.CannotCancel as exc:
         raise Problem(409, "cannot-cancel", "The order cannot be cancelled now", str(exc)) from None
-    if done.refund_payment_id:
-        reliability.enqueue(payment_tasks.refund, [done.refund_payment_id])
-    audit_task.send(audit.new_event("order.cancelled", actor=me.user_id, target=order_id,
-                                    detail={"status": done.status, "refund_payment_id": done.refund_payment_id},
-                                    ip=client_address()))
     return jsonify(orders.view(orders.get(database, order_id), orders.events(database, order_id))), 202
 
 

@@ -39,6 +39,8 @@ class OrderIn(BaseModel):
     payment_method: Literal["cod", "upi", "card", "netbanking", "token"]
     # The saved card to pay with, when payment_method is "token".
     token_id: Annotated[str, StringConstraints(pattern=r"^token_[A-Za-z0-9]{1,40}$")] | None = None
+    # Loyalty points to take off the total; checked and debited while the order is processed.
+    redeem_points: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
 
     @model_validator(mode="after")
     def _token(self) -> OrderIn:
@@ -64,6 +66,7 @@ class OrderIn(BaseModel):
             items=tuple(OrderItem(i.sku, i.qty) for i in self.items),
             payment_method=PaymentMethod(self.payment_method),
             token_id=self.token_id,
+            redeem_points=self.redeem_points or 0,
         )
 
 
@@ -264,3 +267,45 @@ class CheckoutIn(_Body):
     razorpay_order_id: GatewayId
     razorpay_payment_id: GatewayId
     razorpay_signature: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+# --- catalog writes (api/products.py) ---------------------------------------------------------------
+
+Paise = Annotated[int, Field(ge=1, le=10_000_000_00)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=120, strip_whitespace=True)]
+
+
+class ProductIn(_Body):
+    store_id: Ident | None = None  # store roles: their own store by default
+    sku: Sku
+    name: Label
+    brand: Label | None = None
+    category: Label | None = None
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    price_paise: Paise
+    mrp_paise: Paise | None = None
+    stock: Annotated[int, Field(ge=0, le=10_000_000)] = 0
+
+
+class ProductChangeIn(_Body):
+    name: Label | None = None
+    brand: Label | None = None
+    category: Label | None = None
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    price_paise: Paise | None = None
+    mrp_paise: Paise | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ProductChangeIn:
+        if not self.model_fields_set:
+            raise ValueError("change at least one field")
+        return self
+
+
+class StockChangeIn(_Body):
+    delta: Annotated[int, Field(ge=-10_000_000, le=10_000_000)]
+
+
+class SynonymsIn(_Body):
+    terms: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=60)]],
+                     Field(min_length=2, max_length=50)]

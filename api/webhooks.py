@@ -1,4 +1,10 @@
-"""POST /webhooks/razorpay: check the signature, store the event once, enqueue, answer at once."""
+"""POST /webhooks/razorpay: check the signature, store the event once, enqueue, answer at once.
+
+Events are stored by a group commit (kirana/group_commit.py): concurrent
+deliveries are inserted with one `insert_many` and handed to one
+`webhooks.handle_many` task, and each request answers once its own event is
+stored. A failure to store answers 503, so Razorpay delivers again.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,34 @@ from typing import Annotated, Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import metrics
 from api.contract import documented
-from api.problems import Problem
+from api.problems import Problem, unavailable
 from api.responses import WebhookAck
 from api.security import public
 from kirana import db, gateway, webhooks
 from kirana.config import settings
+from kirana.group_commit import GroupCommit
 from tasks import reliability
-from tasks.webhooks import handle
+from tasks.webhooks import handle_many
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+# Longer than a MongoDB outage takes to surface as an error (server selection).
+STORE_TIMEOUT_S = 10.0
+
+
+def _store_and_enqueue(docs: list[dict[str, Any]]) -> list[bool]:
+    stored = webhooks.store_many(db.database(), docs)
+    new_ids = [doc["_id"] for doc, new in zip(docs, stored, strict=True) if new]
+    if new_ids:
+        # With the broker down the handling waits in the outbox (and the reconcile
+        # job re-enqueues events left unhandled): acknowledge either way.
+        reliability.enqueue(handle_many, [new_ids])
+    return stored
+
+
+_events: GroupCommit[dict[str, Any], bool] = GroupCommit(_store_and_enqueue, max_batch=200, name="webhook-ingest")
 
 
 class RazorpayEvent(BaseModel):
@@ -46,14 +70,15 @@ def razorpay() -> Response:
     if not signature or not gateway.webhook_signature_valid(
         (cfg.razorpay_webhook_secret, cfg.razorpay_webhook_secret_previous), body, signature
     ):
+        metrics.WEBHOOK_SIGNATURE_FAILURES.labels("razorpay").inc()
         raise Problem(400, "invalid-signature", "Invalid webhook signature",
                       "X-Razorpay-Signature is missing or does not match the body")
     try:
-        event_id, new = webhooks.store(db.database(), body, request.headers.get("X-Razorpay-Event-Id"))
+        doc = webhooks.prepare(body, request.headers.get("X-Razorpay-Event-Id"))
     except webhooks.BadEvent as exc:
         raise Problem(400, "invalid-event", "Invalid webhook event", str(exc)) from None
-    if new:
-        # With the broker down the handling waits in the outbox (and the reconcile
-        # job re-enqueues events left unhandled): acknowledge either way.
-        reliability.enqueue(handle, [event_id])
-    return jsonify({"status": "accepted" if new else "duplicate", "event_id": event_id})
+    try:
+        new = _events.submit(doc, timeout_s=STORE_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise unavailable("mongodb", exc) from None  # Razorpay delivers it again
+    return jsonify({"status": "accepted" if new else "duplicate", "event_id": doc["_id"]})

@@ -1,5 +1,6 @@
-"""`python -m bench [--only orders|webhooks|sockets|all] [--orders N] [--webhooks N] [--sockets N]
-[--concurrency C] [--warmup W]`.
+"""`python -m bench [--only orders|webhooks|sockets|search|backups|loyalty|all] [--orders N] [--webhooks N]
+[--sockets N] [--backup-docs N] [--disk-mb M] [--awards N] [--ledger N] [--ledger-customers N]
+[--concurrency C] [--rate R] [--warmup W]`.
 
 What `make bench` runs (BENCH_ARGS="--only webhooks" passes flags).
 """
@@ -40,9 +41,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and submit->confirmed latency; then accepted events/s and latency of POST /webhooks/razorpay; "
         "on private servers started for the run.",
     )
-    parser.add_argument("--only", choices=("orders", "webhooks", "sockets", "all"), default="all",
+    parser.add_argument("--only", choices=("orders", "webhooks", "sockets", "search", "backups", "loyalty", "all"),
+                        default="all",
                         help="which phases: orders (and the bare route), webhooks, sockets (live order updates "
-                        "over WebSockets), or all (default)")
+                        "over WebSockets), search (search/suggest latency, rebuild times, index lag), backups "
+                        "(backup and restore throughput beside the disk's write speed), loyalty (ledger entries/s "
+                        "through the leaderboards queue and a full leaderboard refresh, on servers of its own), "
+                        "or all (default)")
+    parser.add_argument("--backup-docs", type=_positive, default=1_000_000,
+                        help="documents in the collection the backups phase dumps and restores (1000000)")
+    parser.add_argument("--disk-mb", type=_positive, default=1024,
+                        help="MB the backups phase writes (and fsyncs) to measure the disk (1024)")
+    parser.add_argument("--awards", type=_positive, default=2000,
+                        help="confirmed orders synced through the leaderboards queue in the loyalty phase (2000)")
+    parser.add_argument("--ledger", type=_positive, default=1_000_000,
+                        help="generated ledger entries for the loyalty phase's full refresh (1,000,000)")
+    parser.add_argument("--ledger-customers", type=_positive, default=100_000,
+                        help="customers those entries are spread over (100,000)")
     parser.add_argument("--orders", type=_positive, default=2000, help="measured requests per phase (2000)")
     parser.add_argument("--webhooks", type=_positive, default=5000, help="measured webhook events (5000)")
     parser.add_argument("--sockets", type=_positive, default=1000,
@@ -51,7 +66,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="start no webhooks worker: leave the events' queue unconsumed and purge it after")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
                         help="skip timing the webhook ingest's parts on their own after the webhooks phase")
+    parser.add_argument("--searches", type=_positive, default=2000,
+                        help="measured searches, and as many suggests, in the search phase (2000)")
+    parser.add_argument("--search-catalog", type=_non_negative, default=50_000,
+                        help="products of the generated catalog whose full rebuild is timed; 0 skips it (50000)")
+    parser.add_argument("--update-rate", type=_positive, default=100,
+                        help="price changes per second while the index lag is sampled (100)")
+    parser.add_argument("--update-seconds", type=_positive, default=10, help="how long they stream (10)")
     parser.add_argument("--concurrency", type=_positive, default=16, help="client threads (16)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="offer the orders and the bare route at this many requests/s (an open loop: "
+                        "--orders 6000 --rate 100 is 60 s at 100/s) instead of as fast as they are answered")
     parser.add_argument("--client", choices=("requests", "http"), default=None,
                         help="the load generator's keep-alive sessions in every phase: requests.Session or bare "
                         "http.client connections (~0.5 ms of CPU per request instead of ~2, left to the servers on "
@@ -84,12 +109,32 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     stop = threading.Event()
     try:
+        from bench.backups import run_phase as run_backups
         from bench.run import Options, run
 
-        opts = Options(orders=args.orders, concurrency=args.concurrency, warmup=args.warmup, seed=args.seed,
-                       only=args.only, webhooks=args.webhooks, webhooks_worker=args.webhooks_worker,
-                       breakdown=args.breakdown, client=args.client, sockets=args.sockets)
-        return run(opts, tmp, redis_port, mongo_port, stop)
+        if args.only == "backups":
+            return run_backups(tmp, args.backup_docs, args.disk_mb, args.seed)
+        failed = 0
+        if args.only != "loyalty":
+            opts = Options(orders=args.orders, concurrency=args.concurrency, warmup=args.warmup, seed=args.seed,
+                           only=args.only, webhooks=args.webhooks, webhooks_worker=args.webhooks_worker,
+                           breakdown=args.breakdown, client=args.client, sockets=args.sockets,
+                           searches=args.searches, search_catalog=args.search_catalog, update_rate=args.update_rate,
+                           update_seconds=args.update_seconds, rate=args.rate)
+            failed = run(opts, tmp, redis_port, mongo_port, stop)
+        if args.only == "all":
+            print(flush=True)
+            failed |= run_backups(tmp, args.backup_docs, args.disk_mb, args.seed)
+        if args.only in ("loyalty", "all"):
+            from bench import loyalty
+
+            # Fresh servers on the same ports (the other phases stopped theirs): no other phase's orders count.
+            here = tmp / "loyalty"
+            here.mkdir()
+            lopts = loyalty.LoyaltyOptions(awards=args.awards, ledger=args.ledger, customers=args.ledger_customers,
+                                           seed=args.seed)
+            failed |= loyalty.run(lopts, here, redis_port, mongo_port, phases=("incremental", "refresh"))
+        return failed
     except KeyboardInterrupt:
         print("\n[bench] interrupted; everything it started is stopped", file=sys.stderr)
         return 130

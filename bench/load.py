@@ -129,10 +129,13 @@ class Client:
 
     def run(self, url: str, bodies: Sequence[bytes], expect: int = 202,
             headers: Sequence[dict[str, str]] | None = None,
-            classify: Callable[[bytes], str] | None = None) -> Phase:
+            classify: Callable[[bytes], str] | None = None, *, rate: float | None = None) -> Phase:
         """POST every body to `url`, `concurrency` at a time; the clock starts when all threads are ready.
 
         `headers[i]` (built beforehand) goes with `bodies[i]`; `classify` labels each successful answer by its body.
+        With `rate` (requests/s), request i is due at start + i/rate (an open loop) and its latency counts
+        from when it was due, so a server that falls behind shows it in the latencies instead of being
+        offered less (as long as `concurrency` threads suffice to keep the rate).
         """
         n = len(bodies)
         if headers is not None and len(headers) != n:
@@ -143,7 +146,8 @@ class Client:
         errors: Counter[str] = Counter()
         lock = threading.Lock()
         next_job = iter(range(n))
-        ready = threading.Barrier(len(self.sessions) + 1)
+        clock = [0.0]
+        ready = threading.Barrier(len(self.sessions) + 1, action=lambda: clock.__setitem__(0, time.perf_counter()))
 
         def work(session: RequestsSession | HttpSession) -> None:
             ready.wait()
@@ -152,7 +156,12 @@ class Client:
                     i = next(next_job, None)
                 if i is None:
                     return
-                started = time.perf_counter()
+                if rate:
+                    started = clock[0] + i / rate
+                    if (ahead := started - time.perf_counter()) > 0:
+                        time.sleep(ahead)
+                else:
+                    started = time.perf_counter()
                 try:
                     status, location, content = session.post(
                         url, bodies[i], JSON_HEADERS if headers is None else headers[i])
@@ -175,7 +184,7 @@ class Client:
         for thread in threads:
             thread.start()
         ready.wait()
-        started = time.perf_counter()
+        started = clock[0]
         for thread in threads:
             thread.join()
         wall_s = time.perf_counter() - started

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pymongo.database import Database
 
+from bench import search as search_bench
 from bench import sockets, webhooks
 from bench.bare_app import QUEUE as BARE_QUEUE
 from bench.load import JSON_HEADERS, Client, Phase, order_bodies, percentile
@@ -52,7 +53,7 @@ class Options:
     concurrency: int
     warmup: int
     seed: int
-    only: str = "all"  # orders | webhooks | sockets | all
+    only: str = "all"  # orders | webhooks | sockets | search | all
     webhooks: int = 5000
     # Start one webhooks worker to consume the events; if not, the queue is purged after.
     webhooks_worker: bool = True
@@ -62,6 +63,14 @@ class Options:
     client: str | None = None
     # WebSockets the live-updates phase opens on the one `ws` process (bench.sockets).
     sockets: int = 1000
+    # Search phase (bench.search): measured searches (and as many suggests), the generated catalog's size
+    # (0: skip), and the update stream the index lag is measured under.
+    searches: int = 2000
+    search_catalog: int = 50_000
+    update_rate: float = 100.0
+    update_seconds: float = 10.0
+    # Orders and bare route at this fixed rate (requests/s, an open loop) instead of as fast as they go.
+    rate: float | None = None
 
     def client_for(self, phase: str) -> str:
         return self.client or ("http" if phase == "webhooks" else "requests")
@@ -77,6 +86,10 @@ class Options:
     @property
     def run_sockets(self) -> bool:
         return self.only in ("sockets", "all")
+
+    @property
+    def run_search(self) -> bool:
+        return self.only in ("search", "all")
 
 
 @dataclass(frozen=True)
@@ -208,7 +221,8 @@ def report(opts: Options, api_argv: Sequence[str], orders: Phase, bare: Phase, c
     row = "{:<22}{:>9}{:>10}{:>9}"
     lines = [
         f"kirana bench: {opts.orders} orders, concurrency {opts.concurrency} ({opts.client_for('orders')} sessions),"
-        f" gunicorn {kind} {workers}x{threads}",
+        + (f" offered at {opts.rate:g}/s (open loop; latency from when each was due)," if opts.rate else "")
+        + f" gunicorn {kind} {workers}x{threads}",
         row.format("", "req/s", "p50 ms", "p99 ms"),
     ]
     for label, phase in ((f"POST {ORDERS_PATH}", orders), ("bare apply_async route", bare)):
@@ -279,6 +293,8 @@ def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers
     database = db.database(cfg)
     db.ensure_indexes(database)
     skus: list[str] = []
+    if opts.run_search and not opts.run_orders:
+        seed.seed(database)
     if opts.run_orders:
         seeded = seed.seed(database)
         skus = stock_up(database)
@@ -289,7 +305,8 @@ def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers
     api_argv = api_command(cfg, port=api_port)
     start(servers.Server("api", api_argv, api_port, env=env, log=tmp / "api.log", cwd=ROOT))
     pools = ([POOL] if opts.run_orders else []) + (
-        [webhooks.POOL] if opts.run_webhooks and opts.webhooks_worker else [])
+        [webhooks.POOL] if opts.run_webhooks and opts.webhooks_worker else []) + (
+        [search_bench.POOL] if opts.run_search else [])
     workers = {
         pool: start(servers.Server(f"worker-{pool}", worker_command(BY_NAME[pool]), None, env=env,
                                    log=tmp / f"worker-{pool}.log", cwd=ROOT))
@@ -337,8 +354,9 @@ def orders_phase(opts: Options, up: Running, client: Client, warm: list[bytes], 
         log(f"orders warmup: {len(warm)} requests")
         client.run(up.orders_url, warm, headers=[headers] * len(warm))
         wait_drained(up.cfg, up.database)
-    log(f"orders: {opts.orders} requests at concurrency {opts.concurrency}")
-    return client.run(up.orders_url, bodies, headers=[headers] * len(bodies))
+    log(f"orders: {opts.orders} requests at concurrency {opts.concurrency}"
+        + (f", {opts.rate:g}/s" if opts.rate else ""))
+    return client.run(up.orders_url, bodies, headers=[headers] * len(bodies), rate=opts.rate)
 
 
 def bare_phase(opts: Options, up: Running, client: Client, warm: list[bytes], bodies: list[bytes]) -> Phase:
@@ -347,7 +365,7 @@ def bare_phase(opts: Options, up: Running, client: Client, warm: list[bytes], bo
         log(f"bare warmup: {len(warm)} requests")
         client.run(up.bare_url, warm)
     log(f"bare: {opts.orders} requests at concurrency {opts.concurrency}")
-    bare = client.run(up.bare_url, bodies)
+    bare = client.run(up.bare_url, bodies, rate=opts.rate)
     purged = purge_bare_queue()
     if purged < bare.ok:
         log(f"warning: only {purged} bench.noop messages were queued for {bare.ok} answered requests")
@@ -407,6 +425,17 @@ def run_sockets(opts: Options, up: Running) -> bool:
     return result.failed
 
 
+def run_search(opts: Options, up: Running) -> bool:
+    """The search phase (bench.search) and its table; True when something failed."""
+    base = up.orders_url.removesuffix(ORDERS_PATH)
+    result = search_bench.run_phase(base_url=base, database=up.database, cfg=up.cfg, n=opts.searches,
+                                    concurrency=opts.concurrency, update_rate=opts.update_rate,
+                                    update_seconds=opts.update_seconds, big=opts.search_catalog,
+                                    rng=random.Random(opts.seed + 3))
+    print(search_bench.report(result), flush=True)
+    return result.failed
+
+
 def run(opts: Options, tmp: Path, redis_port: int, mongo_port: int, stop: threading.Event) -> int:
     """Start everything under `tmp`, run the selected phases, print the tables; stop everything it started."""
     started: list[servers.Server] = []
@@ -424,6 +453,10 @@ def run(opts: Options, tmp: Path, redis_port: int, mongo_port: int, stop: thread
             if opts.run_orders or opts.run_webhooks:
                 print(flush=True)
             failed |= run_sockets(opts, up)
+        if opts.run_search:
+            if opts.run_orders or opts.run_webhooks or opts.run_sockets:
+                print(flush=True)
+            failed |= run_search(opts, up)
         return 1 if failed else 0
     except Exception:
         _show_logs(tmp)

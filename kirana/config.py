@@ -63,6 +63,8 @@ class Settings:
     ws_worker_connections: int = 5000
     flower_port: int = 5555
     flower_basic_auth: str = field(default="ops:kirana-dev", repr=False)
+    # celery-exporter (Celery metrics for Prometheus), started by `make run`.
+    exporter_port: int = 9808
 
     data_dir: Path = field(default_factory=lambda: ROOT / "var")
     # JSON log lines (kirana/logs.py) at this level, from the API, workers, beat and the relay.
@@ -86,6 +88,12 @@ class Settings:
 
     # An order still "accepted" after this long is enqueued again by beat.
     stuck_order_after_s: int = 60
+
+    # Mobile backend (kirana.sync, kirana.analytics).
+    sync_max_ops: int = 200
+    sync_sweep_after_s: int = 30
+    analytics_timezone: str = "Asia/Kolkata"
+    analytics_batch: int = 500
 
     # Access control. The default secret is for the embedded stack only;
     # production must set TOKEN_SECRET (deploy files require it).
@@ -132,6 +140,24 @@ class Settings:
     notify_per_recipient_per_hour: int = 30
     notify_per_provider_per_second: int = 50
 
+    # Backups (kirana.backups): where they go ("" means <KIRANA_DATA_DIR>/backups)
+    # and how many prune keeps: the newest of each of the last N days and M weeks.
+    backup_dir: str = ""
+    backup_keep_daily: int = 7
+    backup_keep_weekly: int = 4
+    # Search (kirana.search): the Redis that holds the index ("" = REDIS_URL), and how many
+    # marked products one indexer batch takes.
+    search_redis_url: str = field(default="", repr=False)
+    search_batch_size: int = 500
+    # Loyalty (kirana.loyalty): points per order, what a point is worth at checkout.
+    loyalty_paise_per_point: int = 1000  # 1 point per ₹10 paid
+    # Categories that earn their points twice (one more point per ₹10), comma-separated.
+    loyalty_bonus_categories: str = "Dairy,Dry Fruits"
+    loyalty_first_order_bonus: int = 50
+    loyalty_point_value_paise: int = 25  # a redeemed point takes ₹0.25 off
+    # A leaderboard refresh counts ledger entries older than this; newer ones arrive incrementally.
+    leaderboard_refresh_margin_s: int = 10
+
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
@@ -150,6 +176,7 @@ class Settings:
             ws_worker_connections=_int("WS_WORKER_CONNECTIONS", cls.ws_worker_connections),
             flower_port=_int("FLOWER_PORT", cls.flower_port),
             flower_basic_auth=_env("FLOWER_BASIC_AUTH", cls.flower_basic_auth),
+            exporter_port=_int("EXPORTER_PORT", cls.exporter_port),
             data_dir=Path(_env("KIRANA_DATA_DIR", str(ROOT / "var"))),
             max_body_bytes=_int("MAX_BODY_BYTES", cls.max_body_bytes),
             max_order_items=_int("MAX_ORDER_ITEMS", cls.max_order_items),
@@ -161,6 +188,10 @@ class Settings:
             worker_heartbeat_s=_float("WORKER_HEARTBEAT_S", cls.worker_heartbeat_s),
             worker_alive_window_s=_float("WORKER_ALIVE_WINDOW_S", cls.worker_alive_window_s),
             stuck_order_after_s=_int("STUCK_ORDER_AFTER_S", cls.stuck_order_after_s),
+            sync_max_ops=_int("SYNC_MAX_OPS", cls.sync_max_ops),
+            sync_sweep_after_s=_int("SYNC_SWEEP_AFTER_S", cls.sync_sweep_after_s),
+            analytics_timezone=_env("ANALYTICS_TIMEZONE", cls.analytics_timezone),
+            analytics_batch=_int("ANALYTICS_BATCH", cls.analytics_batch),
             token_secret=_env("TOKEN_SECRET", cls.token_secret),
             access_token_ttl_s=_int("ACCESS_TOKEN_TTL_S", cls.access_token_ttl_s),
             refresh_token_ttl_s=_int("REFRESH_TOKEN_TTL_S", cls.refresh_token_ttl_s),
@@ -195,6 +226,16 @@ class Settings:
             notify_timeout_s=_float("NOTIFY_TIMEOUT_S", cls.notify_timeout_s),
             notify_per_recipient_per_hour=_int("NOTIFY_PER_RECIPIENT_PER_HOUR", cls.notify_per_recipient_per_hour),
             notify_per_provider_per_second=_int("NOTIFY_PER_PROVIDER_PER_SECOND", cls.notify_per_provider_per_second),
+            backup_dir=_env("BACKUP_DIR", cls.backup_dir),
+            backup_keep_daily=_int("BACKUP_KEEP_DAILY", cls.backup_keep_daily),
+            backup_keep_weekly=_int("BACKUP_KEEP_WEEKLY", cls.backup_keep_weekly),
+            search_redis_url=_env("SEARCH_REDIS_URL", cls.search_redis_url),
+            search_batch_size=_int("SEARCH_BATCH_SIZE", cls.search_batch_size),
+            loyalty_paise_per_point=_int("LOYALTY_PAISE_PER_POINT", cls.loyalty_paise_per_point),
+            loyalty_bonus_categories=_env("LOYALTY_BONUS_CATEGORIES", cls.loyalty_bonus_categories),
+            loyalty_first_order_bonus=_int("LOYALTY_FIRST_ORDER_BONUS", cls.loyalty_first_order_bonus),
+            loyalty_point_value_paise=_int("LOYALTY_POINT_VALUE_PAISE", cls.loyalty_point_value_paise),
+            leaderboard_refresh_margin_s=_int("LEADERBOARD_REFRESH_MARGIN_S", cls.leaderboard_refresh_margin_s),
         )
 
 
@@ -215,6 +256,7 @@ ENV_NAMES: dict[str, str] = {
     "ws_worker_connections": "WS_WORKER_CONNECTIONS",
     "flower_port": "FLOWER_PORT",
     "flower_basic_auth": "FLOWER_BASIC_AUTH",
+    "exporter_port": "EXPORTER_PORT",
     "data_dir": "KIRANA_DATA_DIR",
     "log_level": "LOG_LEVEL",
     "max_body_bytes": "MAX_BODY_BYTES",
@@ -227,6 +269,10 @@ ENV_NAMES: dict[str, str] = {
     "worker_heartbeat_s": "WORKER_HEARTBEAT_S",
     "worker_alive_window_s": "WORKER_ALIVE_WINDOW_S",
     "stuck_order_after_s": "STUCK_ORDER_AFTER_S",
+    "sync_max_ops": "SYNC_MAX_OPS",
+    "sync_sweep_after_s": "SYNC_SWEEP_AFTER_S",
+    "analytics_timezone": "ANALYTICS_TIMEZONE",
+    "analytics_batch": "ANALYTICS_BATCH",
     "token_secret": "TOKEN_SECRET",
     "access_token_ttl_s": "ACCESS_TOKEN_TTL_S",
     "refresh_token_ttl_s": "REFRESH_TOKEN_TTL_S",
@@ -260,6 +306,16 @@ ENV_NAMES: dict[str, str] = {
     "notify_timeout_s": "NOTIFY_TIMEOUT_S",
     "notify_per_recipient_per_hour": "NOTIFY_PER_RECIPIENT_PER_HOUR",
     "notify_per_provider_per_second": "NOTIFY_PER_PROVIDER_PER_SECOND",
+    "backup_dir": "BACKUP_DIR",
+    "backup_keep_daily": "BACKUP_KEEP_DAILY",
+    "backup_keep_weekly": "BACKUP_KEEP_WEEKLY",
+    "search_redis_url": "SEARCH_REDIS_URL",
+    "search_batch_size": "SEARCH_BATCH_SIZE",
+    "loyalty_paise_per_point": "LOYALTY_PAISE_PER_POINT",
+    "loyalty_bonus_categories": "LOYALTY_BONUS_CATEGORIES",
+    "loyalty_first_order_bonus": "LOYALTY_FIRST_ORDER_BONUS",
+    "loyalty_point_value_paise": "LOYALTY_POINT_VALUE_PAISE",
+    "leaderboard_refresh_margin_s": "LEADERBOARD_REFRESH_MARGIN_S",
 }
 assert set(ENV_NAMES) == {f.name for f in fields(Settings)}
 

@@ -19,6 +19,9 @@ ORDERS = "orders"
 ORDER_EVENTS = "order_events"
 PRODUCTS = "products"
 STORES = "stores"
+LOYALTY_LEDGER = "loyalty_ledger"
+LOYALTY_ACCOUNTS = "loyalty_accounts"
+ACHIEVEMENTS = "achievements"
 
 # (collection, keys, options) for every index the code relies on. All keys are
 # ascending and unnamed: the embedded server ignores index names and
@@ -61,6 +64,26 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     # Notifications and deliveries.
     ("notification_attempts", [("notification_id", 1)], {}),
     ("delivery_locations", [("order_id", 1), ("at_ms", 1)], {}),
+    # Backups catalog (kirana.backups.catalog): the last success/failure for /metrics.
+    ("backups", [("status", 1), ("finished_at_ms", 1)], {}),
+    # Mobile backend (kirana.devices, carts, sync, analytics).
+    ("devices", [("token", 1)], {"unique": True}),
+    ("devices", [("user_id", 1)], {}),
+    ("sync_operations", [("device_id", 1), ("status", 1)], {}),
+    ("sync_batches", [("status", 1), ("received_at_ms", 1)], {}),
+    ("sync_batches", [("device_id", 1), ("status", 1)], {}),
+    ("store_analytics", [("kind", 1), ("store_id", 1), ("day", 1)], {}),
+    # The analytics scan and the loyalty sweep read orders by when they last changed.
+    (ORDERS, [("updated_at_ms", 1)], {}),
+    # Search (kirana.search.dirty): the oldest product change, and deletion, not yet indexed.
+    (PRODUCTS, [("search_dirty_ms", 1)], {}),
+    ("search_tombstones", [("changed_at_ms", 1)], {}),
+    # Loyalty (kirana.loyalty): a customer's recent entries, an order's entries, one board's rebuild.
+    (LOYALTY_LEDGER, [("customer_id", 1), ("created_at_ms", 1)], {}),
+    (LOYALTY_LEDGER, [("order_id", 1)], {}),
+    (LOYALTY_LEDGER, [("store_id", 1), ("at_ms", 1)], {}),
+    (LOYALTY_LEDGER, [("city", 1), ("at_ms", 1)], {}),
+    (ACHIEVEMENTS, [("customer_id", 1)], {}),
 ]
 
 

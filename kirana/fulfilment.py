@@ -21,6 +21,8 @@ from pymongo.database import Database
 from kirana import db as collections
 from kirana import orders, stock
 from kirana.clock import now_ms
+from kirana.loyalty import ledger as loyalty_ledger
+from kirana.loyalty.rules import Rules
 from kirana.orders import PaymentMethod, Publisher, RejectReason, Status
 
 
@@ -154,12 +156,19 @@ def _fulfil(db: Database, order: dict[str, Any], token: str, publish: Publisher 
         lines.append(price_line(taken.product, taken.qty))
 
     total = sum(line["line_total_paise"] for line in lines)
+    priced: dict[str, Any] = {"lines": lines, "total_paise": total}
+    if order.get("redeem_points"):
+        discounted = _redeem(db, order, token, total, publish)
+        if isinstance(discounted, Outcome):
+            return discounted
+        priced = {**priced, **discounted}
+        total = priced["total_paise"]
     if order["payment_method"] != PaymentMethod.COD:
         # Paid online: hold the stock until the payment comes or the order expires.
         reserved = orders.move(
             db, order_id, Status.PROCESSING, Status.RESERVED,
             guard={"claim.token": token},
-            fields={"lines": lines, "total_paise": total, "payment_attempt": 1, "pay_by_ms": now_ms() + pay_within_ms},
+            fields={**priced, "payment_attempt": 1, "pay_by_ms": now_ms() + pay_within_ms},
             unset=("claim",), detail={"total_paise": total}, publish=publish, attempt=1,
         )
         if reserved is None:
@@ -169,7 +178,7 @@ def _fulfil(db: Database, order: dict[str, Any], token: str, publish: Publisher 
     moved = orders.move(
         db, order_id, Status.PROCESSING, Status.CONFIRMED,
         guard={"claim.token": token},
-        fields={"lines": lines, "total_paise": total},
+        fields=priced,
         unset=("claim",),
         detail={"total_paise": total},
         publish=publish,
@@ -178,6 +187,27 @@ def _fulfil(db: Database, order: dict[str, Any], token: str, publish: Publisher 
         return Outcome(order_id, orders.get(db, order_id)["status"], acted=False)
     _settle_holds(db, moved)
     return Outcome(order_id, str(Status.CONFIRMED), acted=True)
+
+
+def _redeem(db: Database, order: dict[str, Any], token: str, subtotal: int,
+            publish: Publisher | None) -> dict[str, Any] | Outcome:
+    """Debit the points the order redeems (atomic, once per order): the priced fields, or a rejection.
+
+    Last before the order moves on, after the stock is held, so no later step of
+    this run can reject it with the points taken; a rejection, expiry or
+    cancellation afterwards gives them back (kirana.loyalty.sync_order).
+    """
+    points = int(order["redeem_points"])
+    discount = Rules.from_settings().discount_paise(points)
+    if discount > subtotal:
+        return _reject(db, order, token, RejectReason.POINTS_EXCEED_TOTAL,
+                       {"redeem_points": points, "discount_paise": discount, "subtotal_paise": subtotal},
+                       publish=publish)
+    if not loyalty_ledger.redeem(db, order):
+        return _reject(db, order, token, RejectReason.INSUFFICIENT_POINTS,
+                       {"redeem_points": points, "balance": loyalty_ledger.balance(db, order["customer_id"])},
+                       publish=publish)
+    return {"subtotal_paise": subtotal, "discount_paise": discount, "total_paise": subtotal - discount}
 
 
 def price_line(product: dict[str, Any], qty: int) -> dict[str, Any]:

@@ -18,6 +18,10 @@ client that does not read (or reads too slowly) fills its own queue and is
 dropped (`Subscription.on_drop` lets its owner abort the socket); it
 reconnects and gets the current state.
 
+The same subscription also takes `kirana:user:*` (a user's own messages: offline
+sync results, published by tasks.sync), handed to the sockets watching the key
+`user:<user id>` (api/live.py's /ws/sync).
+
 Messages are lost while the subscription is down (Redis restarts, the
 network drops). Every time the subscription is (re)established the hub puts
 a `Resync` into every queue, so the sockets re-read the order: a client never
@@ -47,6 +51,9 @@ log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "kirana:order:"
 PATTERN = f"{CHANNEL_PREFIX}*"
+# A user's own messages (offline sync results, tasks.sync): watched under the key `user:<user id>`.
+USER_PREFIX = "kirana:user:"
+USER_PATTERN = f"{USER_PREFIX}*"
 # Per socket: order status changes come a few at a time, so 64 queued means the client is not reading.
 QUEUE_SIZE = 64
 # An idle subscription is pinged this often; no answer (not even a pong) for two rounds means a dead connection.
@@ -114,6 +121,10 @@ def parse(order_id: str, data: str | bytes) -> Update | None:
         return Update(order_id, message, text)  # verbatim: a location update, say
     message = {"type": "status", **message}
     return Update(order_id, message, json.dumps(message, separators=(",", ":")))
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class Hub:
@@ -211,7 +222,7 @@ class Hub:
         """One connection's life: subscribe, dispatch until `stop` or an error (raised)."""
         pubsub = client.pubsub()
         try:
-            pubsub.psubscribe(PATTERN)
+            pubsub.psubscribe(PATTERN, USER_PATTERN)
             last_seen = time.monotonic()
             next_ping = last_seen + self.ping_interval_s
             while not stop.is_set():
@@ -231,13 +242,16 @@ class Hub:
                 if kind == "pmessage":
                     channel = message["channel"]
                     channel = channel.decode() if isinstance(channel, bytes) else channel
-                    self.dispatch(channel.removeprefix(CHANNEL_PREFIX), message["data"])
+                    key = (f"user:{channel.removeprefix(USER_PREFIX)}" if channel.startswith(USER_PREFIX)
+                           else channel.removeprefix(CHANNEL_PREFIX))
+                    self.dispatch(key, message["data"])
                     # Let the sockets send before the next message: with many messages already
                     # read from Redis, a gevent worker would otherwise fill every queue without
                     # ever switching, and drop fast clients along with slow ones.
                     time.sleep(0)
-                elif kind == "psubscribe":
-                    # Also seen when redis-py reconnects and re-subscribes by itself.
+                elif kind == "psubscribe" and _text(message["channel"]) == PATTERN:
+                    # Also seen when redis-py reconnects and re-subscribes by itself. Once per
+                    # (re)subscription: the user pattern's confirmation follows the same connection.
                     self._subscribed()
         finally:
             self.ready.clear()

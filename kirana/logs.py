@@ -32,7 +32,7 @@ REQUEST_ID_HEADER = "kirana_request_id"
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|cookie|otp|card|cvv|vpa|signature", re.I)
 # A card number (15–19 digits, spaces or dashes allowed, passing the Luhn check: epoch
 # milliseconds and ids are digit runs too) or a UPI address, inside free text.
-_DIGIT_RUN = re.compile(r"(?<![\w.])(?:\d[ -]?){14,18}\d(?![\w.])")
+_DIGIT_RUN = re.compile(r"(?<![\w.-])(?:\d[ -]?){14,18}\d(?![\w.-])")
 _VPA = re.compile(r"\b[\w.\-]{2,}@[a-z]{2,}\b(?!\.)", re.I)
 
 

@@ -23,7 +23,7 @@ from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from kirana import templates
+from kirana import devices, templates
 from kirana.clock import now_ms, utcnow
 from kirana.providers import Delivery, Message, Provider
 
@@ -100,15 +100,15 @@ def plan(db: Database, user: Mapping[str, Any], event: str, params: Mapping[str,
     channels = ONLY.get(event) or tuple(c for c in CHANNELS if prefs.channels.get(c) or c == "in_app")
     subject, body = templates.render(event, prefs.language, params)
     due = at if event in URGENT else (quiet_until_ms(prefs, at) or at)
-    destinations = {"email": user.get("email"), "sms": user.get("phone"), "push": prefs.push_token,
-                    "in_app": user["_id"]}
+    destinations = {"email": [("", user.get("email"))], "sms": [("", user.get("phone"))],
+                    "push": _push_destinations(db, user["_id"], prefs), "in_app": [("", user["_id"])]}
     planned = []
-    for channel in channels:
-        to = destinations[channel]
+    for channel, (device_id, to) in ((c, d) for c in channels for d in destinations[c]):
         if not to:
             continue  # no phone, no device: nothing to send on that channel
         doc = {
-            "_id": notification_id(key, channel), "key": key, "user_id": user["_id"], "event": event,
+            "_id": notification_id(key, f"{channel}:{device_id}" if device_id else channel), "key": key,
+            "user_id": user["_id"], "event": event, **({"device_id": device_id} if device_id else {}),
             "channel": channel, "to": to, "subject": subject, "body": body, "language": prefs.language,
             "status": "sent" if channel == "in_app" else "queued", "due_at_ms": due, "attempts": 0,
             "lease_until_ms": 0, "created_at": utcnow(), "created_at_ms": at, "updated_at_ms": at,
@@ -120,6 +120,22 @@ def plan(db: Database, user: Mapping[str, Any], event: str, params: Mapping[str,
         if channel != "in_app":
             planned.append(doc)
     return planned
+
+
+def _push_destinations(db: Database, user_id: str, prefs: Preferences) -> list[tuple[str, str | None]]:
+    """One push per registered device; the single token of the preferences when none is registered."""
+    return list(devices.push_targets(db, user_id)) or [("", prefs.push_token)]
+
+
+def _after_push(db: Database, doc: Mapping[str, Any], result: Delivery) -> None:
+    """Keep the device list true to what the push provider says about a token."""
+    if doc["channel"] != "push":
+        return
+    if not result.ok and "invalid_token" in result.response:
+        devices.forget_token(db, doc["to"])
+        db[PREFERENCES].update_one({"_id": doc["user_id"], "push_token": doc["to"]}, {"$set": {"push_token": None}})
+    elif result.ok and "canonical_token=" in result.response:
+        devices.replace_token(db, doc["to"], result.response.split("canonical_token=", 1)[1].split()[0])
 
 
 class RateLimited(Exception):
@@ -178,6 +194,7 @@ def deliver(db: Database, r: redis.Redis, nid: str, provider: Provider, *, per_r
     db[ATTEMPTS].insert_one({"notification_id": nid, "user_id": doc["user_id"], "at_ms": now_ms(),
                              "ok": result.ok, "retryable": result.retryable, "provider": result.provider,
                              "response": result.response[:500], "created_at": utcnow()})
+    _after_push(db, doc, result)
     finished: dict[str, Any] = {"provider": result.provider, "response": result.response[:500],
                                 "updated_at_ms": now_ms()}
     if doc["event"] in SECRET:

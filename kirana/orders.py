@@ -77,6 +77,9 @@ class RejectReason(StrEnum):
     UNKNOWN_SKU = "unknown_sku"
     OUT_OF_STOCK = "out_of_stock"
     UNSUPPORTED_PAYMENT = "unsupported_payment_method"
+    # Loyalty points redeemed at checkout (kirana.loyalty).
+    INSUFFICIENT_POINTS = "insufficient_points"
+    POINTS_EXCEED_TOTAL = "points_exceed_total"
 
 
 class PaymentMethod(StrEnum):
@@ -103,10 +106,15 @@ class NewOrder:
     items: tuple[OrderItem, ...]
     payment_method: PaymentMethod
     token_id: str | None = None
+    # Loyalty points to take off the total (kirana.loyalty), debited while the order is processed.
+    redeem_points: int = 0
 
     def fingerprint(self) -> str:
         """Stable hash of the request, to tell a retry from a different order."""
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        fields = asdict(self)
+        if not fields["redeem_points"]:
+            del fields["redeem_points"]  # orders without points hash as they did before points existed
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -201,6 +209,7 @@ def place(
         "items": [asdict(item) for item in new.items],
         "payment_method": str(new.payment_method),
         **({"token_id": new.token_id} if new.token_id else {}),
+        **({"redeem_points": new.redeem_points} if new.redeem_points else {}),
         "status": str(Status.ACCEPTED),
         "idempotency_key": scoped_key,
         "request_fingerprint": fingerprint,
@@ -310,6 +319,10 @@ def view(order: Mapping[str, Any], order_events: list[dict[str, Any]]) -> dict[s
             for e in order_events
         ],
     }
+    if order.get("redeem_points"):
+        shown["redeem_points"] = order["redeem_points"]
+        shown["subtotal_paise"] = order.get("subtotal_paise")
+        shown["discount_paise"] = order.get("discount_paise")
     if order.get("reject_reason"):
         shown["reject_reason"] = order["reject_reason"]
         shown["reject_detail"] = order.get("reject_detail")

@@ -41,6 +41,16 @@ MATRIX: Mapping[str, frozenset[Role]] = {
     "deliveries:ride": frozenset({Role.RIDER}),
     "notifications:read": EVERYONE,  # one's own inbox and preferences
     "users:manage": frozenset({Role.ADMIN}),
+    "backups:manage": frozenset({Role.OPS, Role.ADMIN}),
+    # Mobile backend: one's own devices, cart and offline sync; a store's analytics (narrowed by can_see_store).
+    "devices:manage": EVERYONE,
+    "cart:manage": frozenset({Role.CUSTOMER}),
+    "sync:submit": frozenset({Role.CUSTOMER, Role.RIDER}),
+    "analytics:read": frozenset({Role.STORE_OWNER, Role.STORE_STAFF, Role.OPS, Role.ADMIN}),
+    "catalog:write": frozenset({Role.STORE_OWNER, Role.STORE_STAFF, Role.ADMIN}),  # store roles: their store
+    "search:manage": frozenset({Role.OPS, Role.ADMIN}),
+    "loyalty:read": frozenset({Role.CUSTOMER}),  # one's own points
+    "leaderboards:read": EVERYONE,
 }
 
 # What a role that still owes two-factor may do: enrol, and leave.
@@ -81,3 +91,17 @@ def can_see_order(principal: Principal, order: Mapping[str, Any]) -> bool:
     if principal.role == Role.RIDER:
         return order.get("rider_id") == principal.user_id
     return False
+
+
+def can_see_store(principal: Principal, store_id: str) -> bool:
+    """Ops and admin see every store; store roles only their own."""
+    if principal.role in {Role.OPS, Role.ADMIN}:
+        return True
+    return principal.role in STORE_ROLES and principal.store_id is not None and principal.store_id == store_id
+
+
+def can_write_catalog(principal: Principal, store_id: str) -> bool:
+    """Store roles change their own store's shelf; admin any store's."""
+    if principal.role == Role.ADMIN:
+        return True
+    return principal.role in STORE_ROLES and principal.store_id is not None and principal.store_id == store_id

@@ -7,6 +7,9 @@ writes a hold `holds.<order_id> = qty`. The hold makes the step idempotent
 makes a release exact (it gives back what the hold says, once). No
 multi-document transaction is needed, so it behaves the same on MongoDB and
 the embedded server.
+
+Every change also marks the product for the search index (in_stock and
+popularity are searchable), in the same update; see kirana/search/dirty.py.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pymongo.database import Database
 
 from kirana import db as collections
 from kirana.clock import now_ms
+from kirana.search.index import DIRTY_FIELD as SEARCH_DIRTY
+from kirana.search.index import REV_FIELD as SEARCH_REV
 
 
 def product_id(store_id: str, sku: str) -> str:
@@ -52,7 +57,8 @@ def reserve(db: Database, store_id: str, order_id: str, sku: str, qty: int) -> R
     hold = f"holds.{order_id}"
     taken = products.find_one_and_update(
         {"_id": pid, "stock": {"$gte": qty}, hold: {"$exists": False}},
-        {"$inc": {"stock": -qty}, "$set": {hold: qty, "updated_at_ms": now_ms()}},
+        {"$inc": {"stock": -qty, SEARCH_REV: 1}, "$set": {hold: qty, "updated_at_ms": now_ms()},
+         "$min": {SEARCH_DIRTY: now_ms()}},
         return_document=ReturnDocument.AFTER,
     )
     if taken is not None:
@@ -78,7 +84,8 @@ def release(db: Database, store_id: str, order_id: str, sku: str) -> bool:
     qty = int(product["holds"][order_id])
     released = products.update_one(
         {"_id": pid, hold: qty},
-        {"$inc": {"stock": qty}, "$unset": {hold: ""}, "$set": {"updated_at_ms": now_ms()}},
+        {"$inc": {"stock": qty, SEARCH_REV: 1}, "$unset": {hold: ""}, "$set": {"updated_at_ms": now_ms()},
+         "$min": {SEARCH_DIRTY: now_ms()}},
     )
     return released.modified_count == 1
 
@@ -87,7 +94,9 @@ def settle(db: Database, store_id: str, order_id: str, sku: str) -> bool:
     """Turn a hold into a sale: forget the hold, keep the stock taken."""
     updated = db[collections.PRODUCTS].update_one(
         {"_id": product_id(store_id, sku), f"holds.{order_id}": {"$exists": True}},
-        {"$unset": {f"holds.{order_id}": ""}},
+        # One more order bought it: search ranks by this ("popularity").
+        {"$unset": {f"holds.{order_id}": ""}, "$inc": {"sold_orders": 1, SEARCH_REV: 1},
+         "$min": {SEARCH_DIRTY: now_ms()}},
     )
     return updated.modified_count == 1
 
@@ -101,6 +110,7 @@ def restock(db: Database, store_id: str, order_id: str, sku: str, qty: int) -> b
     marker = f"restocked.{order_id}"
     done = db[collections.PRODUCTS].update_one(
         {"_id": product_id(store_id, sku), marker: {"$exists": False}},
-        {"$inc": {"stock": qty}, "$set": {marker: qty, "updated_at_ms": now_ms()}},
+        {"$inc": {"stock": qty, SEARCH_REV: 1}, "$set": {marker: qty, "updated_at_ms": now_ms()},
+         "$min": {SEARCH_DIRTY: now_ms()}},
     )
     return done.modified_count == 1

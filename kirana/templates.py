@@ -44,7 +44,11 @@ _RAW: dict[str, dict[str, tuple[str, str]]] = {
     },
     "achievement_earned": {
         "en": ("New achievement", "You earned “{{ achievement }}”!"),
-        "hi": ("नई उपलब्धि", "आपने “{{ achievement }}” हासिल किया!"),
+        "hi": ("नई उपलब्धि", "आपने “{{ achievement_hi | default(achievement) }}” हासिल किया!"),
+    },
+    "points_returned": {
+        "en": ("Points returned", "{{ points }} points from order {{ order_id }} are back in your balance."),
+        "hi": ("पॉइंट्स वापस", "ऑर्डर {{ order_id }} के {{ points }} पॉइंट्स आपके बैलेंस में वापस आ गए हैं।"),
     },
     "login_otp": {
         "en": ("Kirana login code",

@@ -16,21 +16,22 @@ from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from kirana import payments
 from kirana.clock import now_ms, utcnow
 from kirana.orders import Publisher
 
 EVENTS = payments.WEBHOOK_EVENTS
+DUPLICATE_KEY = 11000
 
 
 class BadEvent(ValueError):
     pass
 
 
-def store(db: Database, body: bytes, event_id: str | None) -> tuple[str, bool]:
-    """Insert the event; returns (event id, stored-now). Raises BadEvent for a body that is not an event."""
+def prepare(body: bytes, event_id: str | None) -> dict[str, Any]:
+    """The document to store for a webhook body. Raises BadEvent for a body that is not an event."""
     try:
         event = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -39,14 +40,40 @@ def store(db: Database, body: bytes, event_id: str | None) -> tuple[str, bool]:
         raise BadEvent("the body is not a Razorpay event")
     # Razorpay always sends x-razorpay-event-id; without it, the body itself names the event.
     key = event_id or "sha256:" + hashlib.sha256(body).hexdigest()
+    return {"_id": key, "event": event["event"], "body": body.decode(), "status": "received",
+            "received_at": utcnow(), "received_at_ms": now_ms()}
+
+
+def store_many(db: Database, docs: list[dict[str, Any]]) -> list[bool]:
+    """Insert prepared events in one round trip; for each, whether it was stored now (False: a duplicate).
+
+    Unordered, so one duplicate does not stop the rest. Any error other than
+    a duplicate key is raised: then nothing is known to be stored, and the
+    callers answer 503 so that Razorpay sends again (stored ones come back
+    as duplicates).
+    """
+    if not docs:
+        return []
+    stored = [True] * len(docs)
     try:
-        db[EVENTS].insert_one({
-            "_id": key, "event": event["event"], "body": body.decode(), "status": "received",
-            "received_at": utcnow(), "received_at_ms": now_ms(),
-        })
+        db[EVENTS].insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if exc.details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        for error in errors:
+            stored[error["index"]] = False
+    return stored
+
+
+def store(db: Database, body: bytes, event_id: str | None) -> tuple[str, bool]:
+    """Insert one event; returns (event id, stored-now). Raises BadEvent for a body that is not an event."""
+    doc = prepare(body, event_id)
+    try:
+        db[EVENTS].insert_one(doc)
     except DuplicateKeyError:
-        return key, False
-    return key, True
+        return doc["_id"], False
+    return doc["_id"], True
 
 
 @dataclass(frozen=True)

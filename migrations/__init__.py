@@ -1,7 +1,9 @@
-"""Database changes.
+"""Versioned MongoDB migrations: history, a lock, a backup first, rollback, validation.
 
-Today this holds one step: the indexes the code relies on, declared in
-kirana.db.INDEXES and applied (idempotently) by ``python -m migrations indexes``,
-which `make run` and the test fixtures also do. The versioned runner with
-history, lock, backup-first and rollback is not built yet (issue 9).
+`versions.STEPS` is the ordered list of versions; `runner` applies and rolls
+them back under the lock in `lock` and records each in the insert-only
+`migrations` history; `backfill` runs data changes in batches that resume
+from a cursor. ``python -m migrations --help`` for the commands;
+``python -m migrations indexes`` still creates kirana.db.INDEXES directly
+(what `make run` and the test fixtures do).
 """

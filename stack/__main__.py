@@ -1,7 +1,7 @@
 """`make run`: the whole stack in the foreground; `make stop` stops one in the background.
 
     python -m stack run     redis-server, nx-27017, the Razorpay sandbox, API, WebSocket server (ws),
-                            a worker per pool, beat, Flower
+                            a worker per pool, beat, Flower, celery-exporter
     python -m stack stop    SIGTERM the stack whose pid is in var/run/stack.pid
 
 honcho supervises the processes: it multiplexes their output and, on Ctrl-C,
@@ -25,7 +25,9 @@ from honcho.manager import Manager
 from kirana.config import Settings, settings
 from stack import servers
 from stack.commands import (
+    EXPORTER_PYTHON,
     api_command,
+    exporter_command,
     flower_command,
     mailbox_command,
     messaging_command,
@@ -75,6 +77,7 @@ def _setup_and_announce(cfg: Settings, redis_url: str, mongo_url: str) -> None:
         f"  API      {base}   (try: curl {base}/readyz)\n"
         f"  Live     {ws_base}/ws/orders/<order id>?access_token=<token>   (WebSocket)\n"
         f"  Flower   http://127.0.0.1:{cfg.flower_port}   (user {user!r}, FLOWER_BASIC_AUTH)\n"
+        f"  Metrics  {base}/metrics   celery-exporter http://127.0.0.1:{cfg.exporter_port}/metrics\n"
         f"  Razorpay {cfg.razorpay_base_url}\n"
         f"  Redis    {redis_url}\n"
         f"  MongoDB  {mongo_url}\n"
@@ -117,6 +120,7 @@ def run() -> int:
         manager.add_process("razorpay", "exec " + shlex.join(sandbox_command(cfg, webhook_url=webhook_url)),
                             env={**env, **sandbox_env(cfg)})
 
+    # stack/gunicorn_conf.py gives each gunicorn its own metrics directory (/metrics sums its workers).
     manager.add_process("api", "exec " + shlex.join(api_command(cfg)), env=env)
     # Live order updates (/ws/): the same app under gevent, a greenlet per socket.
     manager.add_process("ws", "exec " + shlex.join(ws_command(cfg)), env=env)
@@ -131,6 +135,10 @@ def run() -> int:
     manager.add_process("outbox", "exec " + shlex.join(outbox_relay_command()), env=env)
     manager.add_process("beat", "exec " + shlex.join(beat_command(str(run_dir / "celerybeat-schedule"))), env=env)
     manager.add_process("flower", "exec " + shlex.join(flower_command(cfg)), env=env)
+    if EXPORTER_PYTHON.exists():
+        manager.add_process("exporter", "exec " + shlex.join(exporter_command(cfg)), env=env)
+    else:
+        print(f"celery-exporter not started: {EXPORTER_PYTHON} is missing (make exporter)", flush=True)
 
     _pid_file(cfg).write_text(str(os.getpid()))
     threading.Thread(target=_setup_and_announce, args=(cfg, redis_url, mongo_url), daemon=True).start()

@@ -15,6 +15,7 @@ def _bin(name: str) -> str:
 def api_command(cfg: Settings, *, port: int | None = None, app: str = "api.wsgi:app") -> list[str]:
     return [
         _bin("gunicorn"), app,
+        "--config", "python:stack.gunicorn_conf",
         "--bind", f"{cfg.api_host}:{port or cfg.api_port}",
         # gthread: flask-sock's WebSockets hold one thread per open socket.
         "--worker-class", "gthread", "--workers", str(cfg.api_workers), "--threads", str(cfg.api_threads),
@@ -42,6 +43,7 @@ def ws_command(cfg: Settings, port: int | None = None, *, app: str = "api.wsgi:a
     """
     return [
         _bin("gunicorn"), app,
+        "--config", "python:stack.gunicorn_conf",
         "--bind", f"{cfg.api_host}:{port or ws_port(cfg)}",
         "--worker-class", "gevent", "--workers", str(cfg.ws_workers),
         "--worker-connections", str(cfg.ws_worker_connections),
@@ -92,3 +94,30 @@ def mailbox_command(cfg: Settings, http_port: int) -> list[str]:
 
 def messaging_env(cfg: Settings) -> dict[str, str]:
     return {"SMS_API_KEY": cfg.sms_api_key, "PUSH_SERVER_KEY": cfg.push_server_key}
+
+
+# celery-exporter lives in its own virtualenv (it pins older redis and prometheus-client):
+# `make exporter` creates it from deploy/exporter-constraints.txt.
+EXPORTER_PYTHON = Path(__file__).resolve().parent.parent / ".venv-exporter" / "bin" / "python"
+
+
+def exporter_command(cfg: Settings, *, python: str | Path = EXPORTER_PYTHON) -> list[str]:
+    """danihodovic/celery-exporter on EXPORTER_PORT, reading the broker's events and queue lengths.
+
+    It ships as a top-level package named `src`. -Q lists every queue so an idle
+    queue shows length 0 rather than no series; the task-sent counter gets one
+    generic hostname label, as any API process or pod may publish.
+    """
+    from tasks.queues import Queue
+
+    return [
+        # The package has no __main__: call its click command as upstream's cli.py does.
+        str(python), "-c", "from src.cli import cli; cli()",
+        "--broker-url", cfg.redis_url,
+        "--host", "127.0.0.1", "--port", str(cfg.exporter_port),
+        "-Q", ",".join(q.value for q in Queue),
+        "--generic-hostname-task-sent-metric",
+        # A worker silent for 30 s is down (it sends a heartbeat event every 2 s).
+        "--worker-timeout", "30",
+        "--log-level", "WARNING",
+    ]

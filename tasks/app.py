@@ -1,6 +1,6 @@
 """The Celery app and all of its configuration.
 
-Workers start with ``celery -A tasks.app worker -Q <queue> -n <pool>@%h``
+Workers start with ``celery -A tasks.app worker -Q <queue> -n <pool>@<pool>.%h``
 (see workers/); the API imports this module only to enqueue.
 """
 
@@ -16,14 +16,19 @@ from kombu import Queue as KombuQueue
 
 from beat_schedules import SCHEDULE
 from kirana.config import settings
-from tasks import tracing  # noqa: F401  (connects the logging and request-id signals)
+from tasks import (
+    broker,
+    telemetry,  # noqa: F401  (stamps every published message with its send time)
+    tracing,  # noqa: F401  (connects the logging and request-id signals)
+)
 from tasks.queues import ROUTES, Queue, transport_options
 
 # Task modules, imported explicitly so a worker registers every task the
 # routes and the schedule name (tests/unit/test_celery_config.py checks it).
 TASK_MODULES = [
     "tasks.orders", "tasks.payments", "tasks.webhooks", "tasks.notifications", "tasks.audit", "tasks.heartbeat",
-    "tasks.reliability", "tasks.dead_letters",
+    "tasks.reliability", "tasks.dead_letters", "tasks.backups", "tasks.sync", "tasks.analytics",
+    "tasks.search", "tasks.leaderboards",
 ]
 
 
@@ -37,6 +42,9 @@ def make_celery() -> Celery:
     app = Celery("kirana", include=[*TASK_MODULES, *extra])
     app.conf.update(
         broker_url=cfg.redis_url,
+        # kombu's Redis transport and Celery's consumer minus two per-message costs (tasks/broker.py).
+        broker_transport=broker.TRANSPORT,
+        worker_consumer=broker.CONSUMER,
         # Order state lives in MongoDB; nobody reads task results, and a
         # result backend costs ~23% per task.
         result_backend=None,

@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 import celery
+import kombu.exceptions
 import pymongo.errors
 import redis.exceptions
 
@@ -55,7 +56,8 @@ class KiranaTask(celery.Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         if not request.called_directly and not request.is_eager and request.id:
-            deliveries = _count_delivery(request.id, request.retries or 0)
+            redelivered = bool((request.delivery_info or {}).get("redelivered"))
+            deliveries = _count_delivery(request.id, request.retries or 0, redelivered=redelivered)
             if deliveries > settings().redelivery_cap:
                 from tasks.reliability import dead_letter
 
@@ -67,25 +69,56 @@ class KiranaTask(celery.Task):
         return super().__call__(*args, **kwargs)
 
 
-def _count_delivery(task_id: str, retries: int) -> int:
+def _count_delivery(task_id: str, retries: int, *, redelivered: bool) -> int:
+    """How many times this message (task id, retry number) has been delivered, this one included.
+
+    kombu's Redis transport marks every message it puts back (worker lost,
+    visibility timeout, restore at shutdown) `redelivered`. A first delivery
+    is therefore 1 without asking Redis: the round trip is paid only by a
+    message that came back, which is the one the cap is about. The first
+    delivery is added to the count when the first redelivery creates the key.
+    """
+    if not redelivered:
+        return 1
     key = f"kirana:deliveries:{task_id}:{retries}"
     try:
         pipe = redis_conn.client().pipeline(transaction=False)
+        pipe.set(key, 1, nx=True, ex=86_400)  # the first delivery, which was not counted
         pipe.incr(key)
         pipe.expire(key, 86_400)
-        return int(pipe.execute()[0])
+        return int(pipe.execute()[1])
     except redis.exceptions.RedisError:
         return 0  # no count without Redis; the task itself will meet the same outage
 
 
-def publish_order_update(order_id: str, message: dict[str, object]) -> None:
-    """Tell listeners (the WebSocket route) that an order changed.
+# Orders whose status changed since store analytics last looked (tasks.analytics).
+ANALYTICS_DIRTY = "kirana:analytics:dirty"
+# At most one analytics refresh is sent per this many ms however many orders change.
+ANALYTICS_DEBOUNCE_MS = 3000
 
-    Best effort by design: the event is already stored, and an app that
-    missed the message reads the order again.
+
+def publish_order_update(order_id: str, message: dict[str, object]) -> None:
+    """Tell listeners (the WebSocket route, store analytics) that an order changed.
+
+    Best effort by design: the event is already stored, an app that missed
+    the message reads the order again, and the analytics scan finds the order
+    by its `updated_at_ms`.
     """
     with contextlib.suppress(redis.exceptions.RedisError):
-        redis_conn.client().publish(f"kirana:order:{order_id}", json.dumps(message))
+        r = redis_conn.client()
+        pipe = r.pipeline(transaction=False)
+        pipe.publish(f"kirana:order:{order_id}", json.dumps(message))
+        pipe.sadd(ANALYTICS_DIRTY, order_id)
+        pipe.set("kirana:analytics:soon", "1", nx=True, px=ANALYTICS_DEBOUNCE_MS)
+        if pipe.execute()[2]:
+            _refresh_analytics_soon()
+
+
+def _refresh_analytics_soon() -> None:
+    from tasks.app import app
+
+    with contextlib.suppress(redis.exceptions.RedisError, kombu.exceptions.OperationalError):
+        app.send_task("analytics.refresh", countdown=ANALYTICS_DEBOUNCE_MS / 1000)
 
 
 __all__ = ["TRANSIENT", "KiranaTask", "dead_letters", "publish_order_update"]

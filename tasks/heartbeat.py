@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from typing import Any
 
 import redis.exceptions
@@ -42,11 +43,21 @@ def stop_heartbeat(**_: Any) -> None:
             liveness.depart(redis_conn.client(), worker_name)
 
 
+# Progress is written at most this often per process: /readyz judges stalls over tens
+# of seconds, and a Redis round trip after every task cost ~6% of a worker's CPU.
+PROGRESS_EVERY_S = 1.0
+_progress_written_at = [0.0]
+
+
 @task_postrun.connect
 def note_progress(sender: Any = None, **_: Any) -> None:
     """The pool did some work: /readyz tells an idle pool from a stuck one by this."""
     hostname = getattr(getattr(sender, "request", None), "hostname", None)
     if not hostname:
         return
+    now = time.monotonic()
+    if now - _progress_written_at[0] < PROGRESS_EVERY_S:
+        return
+    _progress_written_at[0] = now
     with contextlib.suppress(redis.exceptions.RedisError):
         liveness.progressed(redis_conn.client(), hostname)

@@ -23,19 +23,23 @@ def notify(user_id: str, event: str, params: dict[str, Any], key: str) -> int:
     if user is None:
         return 0
     planned = notifications.plan(database, user, event, params, key=key)
-    for doc in planned:
-        _send_when_due(doc["_id"], doc["due_at_ms"])
+    _send_when_due([(doc["_id"], doc["due_at_ms"]) for doc in planned])
     return len(planned)
 
 
-def _send_when_due(nid: str, due_at_ms: int) -> None:
-    # A send due later (quiet hours, a rate limit) waits in the outbox, not as a long ETA.
-    if due_at_ms > notifications.now_ms() + 1000:
-        outbox.add(db.database(), "notifications.deliver", [nid], due_at_ms=due_at_ms, reason="due_later")
-    else:
-        from tasks.reliability import enqueue
+def _send_when_due(sends: list[tuple[str, int]]) -> None:
+    from tasks.reliability import enqueue_many
 
-        enqueue(deliver, [nid])
+    now = notifications.now_ms()
+    due_now: list[tuple[str]] = []
+    for nid, due_at_ms in sends:
+        # A send due later (quiet hours, a rate limit) waits in the outbox, not as a long ETA.
+        if due_at_ms > now + 1000:
+            outbox.add(db.database(), "notifications.deliver", [nid], due_at_ms=due_at_ms, reason="due_later")
+        else:
+            due_now.append((nid,))
+    # One pipelined round trip for all of a user's channels (outbox when the broker is down).
+    enqueue_many(deliver, due_now)
 
 
 @app.task(name="notifications.deliver", base=NotificationTask, soft_time_limit=20, time_limit=30)
@@ -53,7 +57,7 @@ def deliver(notification_id: str) -> str:
         )
     except notifications.RateLimited as limited:
         notifications.defer(database, notification_id, limited.retry_at_ms)
-        _send_when_due(notification_id, limited.retry_at_ms)
+        _send_when_due([(notification_id, limited.retry_at_ms)])
         return "deferred"
     return outcome.status
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from kirana import db, deliveries, fulfilment, orders
+import pymongo.errors
+from pymongo.database import Database
+
+from kirana import audit, db, deliveries, fulfilment, orders, payments
 from kirana.clock import now_ms
 from kirana.config import settings
+from tasks import audit as audit_task
+from tasks import leaderboards as loyalty_tasks
 from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
 from tasks import reliability
+from tasks import search as search_tasks
 from tasks.app import app
 from tasks.base import KiranaTask, publish_order_update
 from tasks.reliability import run_once
@@ -39,11 +46,50 @@ def process(order_id: str) -> str:
         # create_order is idempotent; with the broker down it waits in the outbox.
         attempt = int(orders.get(db.database(), order_id).get("payment_attempt", 1))
         reliability.enqueue(payment_tasks.create_order, [order_id, attempt])
+    if outcome.acted:
+        # Stock moved, so in_stock may have: one coalesced indexer run (the search sweep is the safety net).
+        search_tasks.request_indexing_quietly()
+    if outcome.status in {orders.Status.CONFIRMED, orders.Status.REJECTED}:
+        # Points (or points given back), also when a redelivery finds the order moved: syncing is idempotent.
+        loyalty_tasks.order_changed(order_id)
     if outcome.acted and outcome.status == orders.Status.CONFIRMED:
         notification_tasks.order_event(order_id, "order_confirmed")
     if outcome.acted and outcome.status == orders.Status.REJECTED:
         notification_tasks.order_event(order_id, "order_rejected", reason=outcome.reason or "unknown")
     return outcome.status
+
+
+def submit(database: Database, new: orders.NewOrder, key: str | None) -> tuple[dict[str, Any], bool]:
+    """Store an accepted order and hand it to the orders pool; (order, created).
+
+    The one way an order enters: POST /api/v1/orders, a cart's checkout and an
+    offline-synced submission all come through here. With the broker down the
+    work waits in the outbox. When neither broker nor outbox took it, the order
+    is withdrawn (so a retry with the same key starts clean) and the MongoDB
+    error propagates.
+    """
+    order, created = orders.place(database, new, idempotency_key=key, publish=publish_order_update)
+    if created:
+        try:
+            reliability.enqueue(process, [order["_id"]])
+        except pymongo.errors.PyMongoError:
+            orders.withdraw(database, order["_id"])
+            raise
+        notification_tasks.trigger(order["customer_id"], "order_accepted", {"order_id": order["_id"]},
+                                   key=f"{order['_id']}:order_accepted:")
+    return order, created
+
+
+def cancel(database: Database, order_id: str, *, actor: str, ip: str | None = None) -> payments.Cancelled:
+    """Cancel an order (raises payments.CannotCancel), refund what was paid, and audit it."""
+    done = payments.cancel(database, order_id, publish=publish_order_update)
+    if done.refund_payment_id:
+        reliability.enqueue(payment_tasks.refund, [done.refund_payment_id])
+    loyalty_tasks.order_changed(order_id)  # earned points reversed, redeemed points given back
+    audit_task.send(audit.new_event("order.cancelled", actor=actor, target=order_id,
+                                    detail={"status": done.status, "refund_payment_id": done.refund_payment_id},
+                                    ip=ip))
+    return done
 
 
 @app.task(name="orders.requeue_stuck", base=KiranaTask, soft_time_limit=20, time_limit=30)

@@ -6,6 +6,7 @@ from kirana import db, payments, webhooks
 from kirana.clock import now_ms
 from kirana.config import settings
 from kirana.gateway import GatewayUnavailable, Razorpay
+from tasks import leaderboards as loyalty_tasks
 from tasks import notifications as notification_tasks
 from tasks import reliability
 from tasks.app import app
@@ -41,6 +42,8 @@ def capture(payment_id: str) -> str:
     if result.settled and result.settled.refund:
         reliability.enqueue(refund, [payment_id])
     order_id = payment_id.rsplit(":p", 1)[0]
+    if result.settled:
+        loyalty_tasks.order_changed(order_id)
     if result.settled and result.settled.order_status == "confirmed":
         notification_tasks.order_event(order_id, "order_confirmed")
     if result.outcome == "failed":
@@ -76,4 +79,7 @@ def reconcile() -> dict[str, int]:
 @app.task(name="payments.expire_unpaid", base=PaymentTask, soft_time_limit=50, time_limit=60)
 @run_once("payments.expire_unpaid", ttl_s=90)
 def expire_unpaid() -> int:
-    return len(payments.expire_unpaid(db.database(), limit=SWEEP_BATCH, publish=publish_order_update))
+    expired = payments.expire_unpaid(db.database(), limit=SWEEP_BATCH, publish=publish_order_update)
+    for order_id in expired:
+        loyalty_tasks.order_changed(order_id)  # redeemed points go back
+    return len(expired)

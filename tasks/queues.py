@@ -15,6 +15,8 @@ class Queue(StrEnum):
     BACKUPS = "backups"
     NOTIFICATIONS = "notifications"
     AUDIT = "audit"
+    SYNC = "sync"
+    ANALYTICS = "analytics"
 
 
 # A task named "<prefix>.<verb>" goes to the queue of its prefix.
@@ -49,6 +51,8 @@ DELIVERY: dict[Queue, Delivery] = {
     Queue.BACKUPS: Delivery(3600, 300),
     Queue.NOTIFICATIONS: Delivery(120, 45),
     Queue.AUDIT: Delivery(60, 20),
+    Queue.SYNC: Delivery(120, 45),
+    Queue.ANALYTICS: Delivery(600, 120),
 }
 
 

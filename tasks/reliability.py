@@ -20,7 +20,10 @@ from tasks.app import app
 
 log = logging.getLogger(__name__)
 
-BROKER_DOWN = (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# BatchPublishError: a pipelined publish (`producer.batch`, see enqueue) failed at its flush, and
+# whether Redis took the messages is unknown: the outbox sends them again (tasks are idempotent).
+BROKER_DOWN = (kombu.exceptions.OperationalError, kombu.exceptions.BatchPublishError,
+               redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,7 +78,9 @@ def enqueue(task: celery.Task, args: Sequence[Any], kwargs: Mapping[str, Any] | 
     propagates: then the caller's write must be undone.
     """
     try:
-        task.apply_async(args=list(args), kwargs=dict(kwargs or {}))
+        # One pooled producer, and the message and its task-sent event in one pipelined round trip.
+        with app.producer_or_acquire() as producer, producer.batch(max_size=8):
+            task.apply_async(args=list(args), kwargs=dict(kwargs or {}), producer=producer)
         return "enqueued"
     except BROKER_DOWN as exc:
         outbox.add(db.database(), task.name, args, kwargs, reason=f"broker_unavailable: {type(exc).__name__}",
@@ -105,3 +110,27 @@ def run_once(name: str, ttl_s: int) -> Callable[[F], F]:
         return guarded  # type: ignore[return-value]
 
     return wrap
+
+
+def enqueue_many(task: celery.Task, arg_lists: Sequence[Sequence[Any]], *, batch_size: int = 500) -> str:
+    """Enqueue one task per argument list, pipelined to the broker; or all of them to the outbox.
+
+    For fan-out (one message per store, customer or product): kombu buffers the
+    publishes of `producer.batch` in a Redis pipeline, one round trip per
+    `batch_size` messages. When the broker fails part-way, every message goes to
+    the outbox, so some may run twice: fan-out tasks take ids and re-read, as
+    every task here must.
+    """
+    if not arg_lists:
+        return "enqueued"
+    try:
+        with app.producer_or_acquire() as producer, producer.batch(max_size=batch_size):
+            for args in arg_lists:
+                task.apply_async(args=list(args), producer=producer)
+        return "enqueued"
+    except BROKER_DOWN as exc:
+        reason = f"broker_unavailable: {type(exc).__name__}"
+        request_id = logs.current("request_id")
+        for args in arg_lists:
+            outbox.add(db.database(), task.name, args, None, reason=reason, request_id=request_id)
+        return "outbox"

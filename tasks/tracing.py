@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from functools import cache
 from typing import Any
 
@@ -27,6 +28,9 @@ _ID_ARGS = ("order_id", "payment_id", "attempt_id", "event_id", "customer_id", "
 def _json_logs(loglevel: Any = None, **_: Any) -> None:
     """Celery skips its own logging set-up when this signal has a receiver."""
     logs.configure(loglevel or settings().log_level)
+    # Celery's "Task received" line repeats what its "succeeded"/"failed" line (kept, with the
+    # task's ids bound) says; one JSON line less per task is ~8% of a no-op task's CPU.
+    logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
 
 
 @before_task_publish.connect

@@ -6,6 +6,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,15 @@ from stack.commands import (
 from workers.pools import POOLS, worker_command
 
 TERMINAL = {"confirmed", "rejected"}
+
+
+def eventually(probe: Callable[[], Any], timeout: float = 20, what: str = "it") -> Any:
+    """`probe()`'s first truthy answer, polled every 0.1 s; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, f"{what} never happened"
+        time.sleep(0.1)
+    return found
 
 
 def api_server(run_dir: Path, cfg: Settings, name: str = "api", **env: str) -> servers.Server:

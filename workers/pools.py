@@ -49,9 +49,15 @@ POOLS: tuple[Pool, ...] = (
     Pool("backups", (Queue.BACKUPS,), "prefork", 1, max_tasks_per_child=1),
     Pool("notifications", (Queue.NOTIFICATIONS,), "threads", 8),
     Pool("audit", (Queue.AUDIT,), "prefork", 1),
+    Pool("sync", (Queue.SYNC,), "prefork", 1),
+    Pool("analytics", (Queue.ANALYTICS,), "prefork", 1),
 )
 
 BY_NAME: dict[str, Pool] = {p.name: p for p in POOLS}
+
+
+def node_name(pool: Pool) -> str:
+    return f"{pool.name}@{pool.name}.%h"
 
 
 def worker_command(pool: Pool, *, python: str | None = None) -> list[str]:
@@ -59,7 +65,10 @@ def worker_command(pool: Pool, *, python: str | None = None) -> list[str]:
     argv = [
         python or sys.executable, "-m", "celery", "-A", "tasks.app", "worker",
         "-Q", ",".join(q.value for q in pool.queues),
-        "-n", f"{pool.name}@%h",
+        # <pool>@<pool>.<host>: the part before @ picks the queue's delivery settings
+        # (tasks/app.py); celery-exporter labels a worker by the part after @ only,
+        # so that part names the pool too, or all pools on one host would be one worker.
+        "-n", node_name(pool),
         "-P", pool.pool,
         "--prefetch-multiplier", str(pool.prefetch_multiplier),
         "-l", os.environ.get("KIRANA_WORKER_LOGLEVEL", pool.loglevel),

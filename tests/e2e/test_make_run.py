@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,6 +13,8 @@ import pytest
 import requests
 
 from stack import servers
+from stack.commands import EXPORTER_PYTHON
+from workers.pools import POOLS
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_runner_starts_everything_serves_an_order_and_stops_everything(tmp_path: Path) -> None:
     ports = {name: servers.free_port() for name in ("redis", "mongo", "api", "ws", "flower", "razorpay", "messaging",
-                                                     "smtp", "mailbox")}
+                                                     "smtp", "mailbox", "exporter")}
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "MONGO_URL", "MONGO_DB", "RAZORPAY_BASE_URL"}}
     env.update({
         "KIRANA_STACK_REDIS_PORT": str(ports["redis"]), "KIRANA_STACK_MONGO_PORT": str(ports["mongo"]),
@@ -28,6 +31,7 @@ def test_the_runner_starts_everything_serves_an_order_and_stops_everything(tmp_p
         "SMS_BASE_URL": f"http://127.0.0.1:{ports['messaging']}", "PUSH_BASE_URL": f"http://127.0.0.1:{ports['messaging']}",
         "SMTP_PORT": str(ports["smtp"]), "KIRANA_STACK_MAILBOX_HTTP_PORT": str(ports["mailbox"]),
         "API_PORT": str(ports["api"]), "WS_PORT": str(ports["ws"]), "FLOWER_PORT": str(ports["flower"]),
+        "EXPORTER_PORT": str(ports["exporter"]),
         "KIRANA_DATA_DIR": str(tmp_path),
         "KIRANA_POOL_ORDERS_CONCURRENCY": "1", "KIRANA_POOL_PAYMENTS_CONCURRENCY": "1",
         "KIRANA_POOL_WEBHOOKS_CONCURRENCY": "1", "KIRANA_POOL_NOTIFICATIONS_CONCURRENCY": "1",
@@ -64,6 +68,7 @@ def test_the_runner_starts_everything_serves_an_order_and_stops_everything(tmp_p
         assert requests.get(flower, timeout=10).status_code == 401
         assert requests.get(flower, auth=("ops", "kirana-dev"), timeout=10).status_code == 200
         assert "Kirana is up" in (tmp_path / "stack.log").read_text()
+        assert_metrics_of_every_pool_and_the_order(ports["exporter"], base)
         assert (tmp_path / "run" / "stack.pid").read_text() == str(runner.pid)
     finally:
         # `make stop`; the runner is reaped here, as its shell would in real use.
@@ -80,3 +85,22 @@ def test_the_runner_starts_everything_serves_an_order_and_stops_everything(tmp_p
     leftover = subprocess.run(["pgrep", "-f", f"--port {ports['mongo']}|:{ports['api']}|port {ports['redis']}"],
                               check=False, capture_output=True, text=True)
     assert leftover.stdout == "", f"processes left behind: {leftover.stdout}"
+
+
+def assert_metrics_of_every_pool_and_the_order(exporter_port: int, base: str) -> None:
+    """celery-exporter (make run starts it from .venv-exporter) sees a live worker of every pool,
+    told apart by their node names <pool>@<pool>.<host>; the API's /metrics, summed over its
+    gunicorn workers, counted the order."""
+    assert EXPORTER_PYTHON.exists(), "celery-exporter's virtualenv is missing: make exporter"
+    servers.wait_port("127.0.0.1", exporter_port, timeout=30)
+    deadline = time.monotonic() + 60
+    missing = [p.name for p in POOLS]
+    while missing and time.monotonic() < deadline:
+        exported = requests.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=10).text
+        missing = [p.name for p in POOLS
+                   if not re.search(rf'^celery_worker_up\{{hostname="{p.name}\.[^"]+"\}} 1\.0$', exported, re.M)]
+        time.sleep(1)
+    assert not missing, f"celery-exporter shows no live worker for {missing}"
+    api_metrics = requests.get(f"{base}/metrics", timeout=10).text
+    assert re.search(r'^kirana_http_requests_total\{method="POST",route="/api/v1/orders",status="202"\} 1\.0$',
+                     api_metrics, re.M), "the API's /metrics misses the order"

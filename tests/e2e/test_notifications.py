@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from kirana.permissions import Role
 from kirana.seed import STORES
 from tasks.app import app
 from tests.harness import Client
+from tests.harness import eventually as _eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -26,14 +27,6 @@ def calm_messaging(stack) -> Iterator[None]:  # type: ignore[no-untyped-def]
     requests.post(f"{stack.messaging_url}/_sandbox/reset", timeout=10)
     yield
     requests.post(f"{stack.messaging_url}/_sandbox/reset", timeout=10)
-
-
-def _eventually(probe: Callable[[], Any], timeout: float = 20, what: str = "it") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := probe()):
-        assert time.monotonic() < deadline, f"{what} never happened"
-        time.sleep(0.1)
-    return found
 
 
 def _mail_to(stack, address: str) -> list[dict]:  # type: ignore[no-untyped-def]

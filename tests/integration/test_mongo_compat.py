@@ -159,3 +159,18 @@ def test_guarded_upsert_find_one_and_delete_update_many_and_counting_with_a_limi
                                    {"$set": {"revoked_at_ms": 5}})
     assert revoked.modified_count == 3
     assert sessions.count_documents({"revoked_at_ms": 5}, limit=1) == 1
+
+
+def test_a_guarded_inc_keyed_by_an_entry_id_with_colons_applies_once(database) -> None:  # type: ignore[no-untyped-def]
+    """kirana.loyalty.ledger: `applied.<order>:<rule>` guards the balance; `balance >= n` guards a redemption."""
+    accounts = database["loyalty_accounts"]
+    accounts.insert_one({"_id": "c", "balance": 0, "applied": {}})
+    for _ in range(2):
+        accounts.update_one({"_id": "c", "applied.ord_1:base": {"$exists": False}},
+                            {"$inc": {"balance": 30}, "$set": {"applied.ord_1:base": 1}})
+    assert accounts.find_one({"_id": "c"})["balance"] == 30
+    spend = {"$inc": {"balance": -20}, "$set": {"applied.ord_2:redeem": 2}}
+    assert accounts.find_one_and_update({"_id": "c", "balance": {"$gte": 20}}, spend) is not None
+    assert accounts.find_one_and_update({"_id": "c", "balance": {"$gte": 20}}, spend) is None
+    assert accounts.find_one({"_id": "c"}) == {"_id": "c", "balance": 10, "applied": {"ord_1:base": 1,
+                                                                                      "ord_2:redeem": 2}}

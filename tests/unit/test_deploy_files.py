@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tasks.app import SOFT_SHUTDOWN_S
 from tasks.queues import Queue
 from workers.pools import POOLS, Pool, beat_command, worker_command
 
@@ -21,6 +24,23 @@ Services = dict[str, dict[str, Any]]
 
 def services(name: str) -> Services:
     return yaml.safe_load((ROOT / name).read_text())["services"]
+
+
+RELOAD = ["python", "-m", "stack.reload", "--"]
+
+
+def run_command(compose: str, svc: dict[str, Any]) -> list[str]:
+    """The command a service runs; development runs it under stack.reload (restart on a source change)."""
+    command = svc["command"]
+    if compose == "docker-compose.yml" and command[:4] == RELOAD:
+        return command[4:]
+    return command
+
+
+def seconds(duration: str) -> int:
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert match and duration, duration
+    return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
 
 
 def flag(argv: list[str], name: str) -> str:
@@ -43,11 +63,11 @@ def _table_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("compose", COMPOSE_FILES)
 @pytest.mark.parametrize("pool", POOLS, ids=lambda p: p.name)
 def test_given_a_pool_when_composed_then_its_worker_service_runs_worker_command(compose: str, pool: Pool) -> None:
-    command = services(compose)[f"worker-{pool.name}"]["command"]
+    command = run_command(compose, services(compose)[f"worker-{pool.name}"])
     expected = worker_command(pool, python="python")
 
     assert flag(command, "-Q") == ",".join(q.value for q in pool.queues)
-    assert flag(command, "-n") == f"{pool.name}@%h"
+    assert flag(command, "-n") == f"{pool.name}@{pool.name}.%h"
     assert flag(command, "-P") == pool.pool
     assert flag(command, "--prefetch-multiplier") == str(pool.prefetch_multiplier)
     assert flag(command, "-c") == str(pool.concurrency)
@@ -69,12 +89,22 @@ def test_given_compose_then_no_service_consumes_an_unknown_queue(compose: str) -
 
 
 @pytest.mark.parametrize("compose", COMPOSE_FILES)
+def test_given_compose_then_every_queue_is_consumed(compose: str) -> None:
+    consumed = set()
+    for svc in services(compose).values():
+        command = svc.get("command")
+        if isinstance(command, list) and "-Q" in command:
+            consumed |= set(flag(command, "-Q").split(","))
+    assert consumed == QUEUE_NAMES
+
+
+@pytest.mark.parametrize("compose", COMPOSE_FILES)
 def test_given_compose_then_exactly_one_beat_runs(compose: str) -> None:
     svcs = services(compose)
     beats = [name for name, svc in svcs.items() if "beat" in (svc.get("command") or [])]
 
     assert beats == ["beat"]
-    assert svcs["beat"]["command"] == beat_command("/tmp/celerybeat-schedule", python="python")
+    assert run_command(compose, svcs["beat"]) == beat_command("/tmp/celerybeat-schedule", python="python")
     assert svcs["beat"].get("deploy", {}).get("replicas", 1) == 1
 
 
@@ -138,3 +168,137 @@ def test_given_nginx_conf_then_it_proxies_to_api_and_hides_metrics() -> None:
     assert f"proxy_pass http://{upstream.group(1)};" in conf
     assert "client_max_body_size 64k;" in conf
     assert re.search(r"location = /metrics \{\s*return 404;", conf)
+
+
+@pytest.mark.parametrize("pool", POOLS, ids=lambda p: p.name)
+def test_given_dev_compose_then_workers_restart_on_a_source_change(pool: Pool) -> None:
+    svcs = services("docker-compose.yml")
+
+    assert svcs[f"worker-{pool.name}"]["command"][:4] == RELOAD
+    assert ".:/app" in svcs[f"worker-{pool.name}"]["volumes"]
+    assert "--reload" in svcs["api"]["command"]
+    assert {"flower", "mongo-express", "celery-exporter"} <= set(svcs)
+
+
+@pytest.mark.parametrize("compose", COMPOSE_FILES)
+@pytest.mark.parametrize("pool", POOLS, ids=lambda p: p.name)
+def test_given_compose_then_workers_outlast_the_soft_shutdown_when_stopped(compose: str, pool: Pool) -> None:
+    svc = services(compose)[f"worker-{pool.name}"]
+    assert seconds(svc["stop_grace_period"]) > SOFT_SHUTDOWN_S + 60  # + the longest hard time limit
+
+
+@pytest.mark.parametrize("pool", POOLS, ids=lambda p: p.name)
+def test_given_prod_compose_then_each_worker_has_replicas_limits_and_a_health_check_of_its_own_node(
+        pool: Pool) -> None:
+    svc = services("docker-compose.prod.yml")[f"worker-{pool.name}"]
+
+    assert svc["deploy"]["replicas"] >= 1
+    assert {"cpus", "memory"} <= set(svc["deploy"]["resources"]["limits"])
+    check = " ".join(svc["healthcheck"]["test"])
+    node = flag(svc["command"], "-n").replace("%h", "$$HOSTNAME")
+    assert f"inspect ping -d {node} " in check
+
+
+@pytest.mark.parametrize("compose", COMPOSE_FILES)
+def test_given_compose_then_celery_exporter_watches_every_queue_at_the_pinned_version(compose: str) -> None:
+    exporter = services(compose)["celery-exporter"]
+    pinned = re.search(r"^prometheus-exporter-celery==(\S+)$",
+                       (ROOT / "deploy" / "exporter-constraints.txt").read_text(), re.M)
+
+    assert pinned and exporter["image"] == f"danihodovic/celery-exporter:{pinned.group(1)}"
+    queues = next(arg for arg in exporter["command"] if arg.startswith("--queues="))
+    assert set(queues.removeprefix("--queues=").split(",")) == QUEUE_NAMES
+
+
+def test_given_prod_compose_then_the_whole_monitoring_stack_runs() -> None:
+    svcs = services("docker-compose.prod.yml")
+
+    assert {"celery-exporter", "prometheus", "alertmanager", "grafana", "redis-exporter", "mongodb-exporter",
+            "node-exporter", "nginx-exporter", "flower"} <= set(svcs)
+    assert "./deploy/prometheus:/etc/prometheus:ro" in svcs["prometheus"]["volumes"]
+    assert svcs["api"]["deploy"]["replicas"] >= 2
+    for name in ("api", "nginx", "ws", "flower", "prometheus", "alertmanager", "grafana", "redis", "mongo"):
+        assert svcs[name]["healthcheck"]["test"], name
+
+
+def test_given_prod_compose_then_redis_keeps_tasks_on_disk_and_never_evicts() -> None:
+    command = services("docker-compose.prod.yml")["redis"]["command"]
+    assert flag(command, "--appendonly") == "yes"
+    assert flag(command, "--maxmemory-policy") == "noeviction"
+
+
+def test_given_prod_compose_then_no_secret_value_is_written_in_it() -> None:
+    doc = yaml.safe_load((ROOT / "docker-compose.prod.yml").read_text())
+    secretish = re.compile(r"PASSWORD|SECRET|TOKEN|KEY|AUTH", re.I)
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(value, str) and secretish.search(str(key)):
+                    assert value.startswith("${") and ":?" in value, f"{path}.{key} holds a literal value"
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+
+    walk(doc["services"], "services")
+    for secret in doc["secrets"].values():
+        assert set(secret) == {"file"} and secret["file"].startswith("./secrets/")
+    assert "secrets/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_given_dockerfile_then_it_builds_in_stages_and_runs_as_non_root() -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM \S+ AS (\w+)$", dockerfile, re.M)
+
+    assert stages == ["build", "runtime"]
+    runtime = dockerfile.split("AS runtime", 1)[1]
+    assert "COPY --from=build /opt/venv /opt/venv" in runtime
+    assert "build-essential" not in runtime
+    assert re.search(r"^USER kirana$", runtime, re.M)
+
+
+def test_given_nginx_conf_then_tls_fronts_the_api_and_websockets() -> None:
+    conf = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
+
+    assert re.search(r"listen 443 ssl", conf)
+    assert "return 301 https://$host$request_uri;" in conf
+    ws = re.search(r"location /ws/ \{(.*?)\n        \}", conf, re.S)
+    assert ws and "proxy_set_header Upgrade    $http_upgrade;" in ws.group(1)
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None or shutil.which("openssl") is None,
+                    reason="nginx or openssl missing: apt-get install nginx-light (CI installs it)")
+def test_given_nginx_conf_then_nginx_t_accepts_it(tmp_path: Path) -> None:
+    """nginx -t on the real file, with a throwaway certificate and local upstream addresses.
+
+    Two substitutions, both about this machine and not the config: the service names
+    `api`/`ws` do not resolve outside compose, and `resolve` on an upstream server
+    needs nginx >= 1.27.3 (the image's 1.28; Debian's is older).
+    """
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=kirana.test", "-keyout", str(certs / "tls.key"), "-out", str(certs / "tls.crt")],
+                   check=True, capture_output=True, timeout=60)
+    conf = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
+    assert "server api:8000 resolve;" in conf and "server ws:8001 resolve;" in conf
+    conf = (conf.replace("/etc/nginx/certs/", f"{certs}/")
+            .replace("server api:8000 resolve;", "server 127.0.0.1:8000;")
+            .replace("server ws:8001 resolve;", "server 127.0.0.1:8001;"))
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "nginx.conf").write_text(f"pid {tmp_path}/nginx.pid;\n" + conf)
+
+    result = subprocess.run(["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                            check=False, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert "syntax is ok" in result.stderr
+
+
+def test_given_prod_compose_then_backups_land_on_a_volume_the_backups_worker_mounts() -> None:
+    svcs = services("docker-compose.prod.yml")
+    backup_dir = svcs["worker-backups"]["environment"]["BACKUP_DIR"]
+
+    assert f"backups:{backup_dir}" in svcs["worker-backups"]["volumes"]
+    assert "backups" in yaml.safe_load((ROOT / "docker-compose.prod.yml").read_text())["volumes"]

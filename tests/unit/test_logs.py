@@ -56,3 +56,5 @@ def test_card_numbers_pass_the_luhn_check_and_ids_do_not_count() -> None:
     assert logs.card_numbers("card 4111-1111-1111-1111 ok") == ["4111111111111111"]
     assert logs.card_numbers("took 0.03311385000000655s; id 00aca116f5b74e1fa199547592940530") == []
     assert logs.card_numbers("4111111111111112") == []
+    # A task id (a UUID) whose digit groups happen to pass the Luhn check is not a card number.
+    assert logs.card_numbers("Task x[10087231-3156-4558-8c2a-332dd7953c36] received") == []

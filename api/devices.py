@@ -1,0 +1,48 @@
+"""/api/v1/devices: the signed-in user's devices and their push tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import StringConstraints
+
+from api import schemas
+from api.problems import Problem
+from api.security import principal, requires
+from kirana import db, devices
+
+bp = Blueprint("devices", __name__, url_prefix="/api/v1/devices")
+
+PushToken = Annotated[str, StringConstraints(min_length=8, max_length=4096, pattern=r"^\S+$")]
+
+
+class DeviceIn(schemas._Body):
+    platform: Literal["android", "ios", "web"]
+    push_token: PushToken
+    app_version: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    # A token refresh: the token this one replaces (the device keeps its id).
+    replaces_token: PushToken | None = None
+
+
+@bp.post("")
+@requires("devices:manage")
+def register() -> tuple[Response, int]:
+    body = schemas.parse_body(request, DeviceIn)
+    device = devices.register(db.database(), principal().user_id, platform=devices.Platform(body.platform),
+                              token=body.push_token, app_version=body.app_version, replaces=body.replaces_token)
+    return jsonify(devices.view(device)), 201
+
+
+@bp.get("")
+@requires("devices:manage")
+def mine() -> Response:
+    return jsonify({"items": devices.views(devices.mine(db.database(), principal().user_id))})
+
+
+@bp.delete("/<device_id>")
+@requires("devices:manage")
+def remove(device_id: str) -> tuple[str, int]:
+    if not devices.remove(db.database(), principal().user_id, device_id):
+        raise Problem(404, "not-found", "Device not found", f"you have no device with id {device_id!r}")
+    return "", 204

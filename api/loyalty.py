@@ -1,0 +1,39 @@
+"""Leaderboards (everyone) and a customer's own points (`/customers/me/loyalty`)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from api.problems import Problem
+from api.schemas import query_int
+from api.security import principal, requires
+from kirana import db, loyalty, redis_conn
+from kirana.clock import now_ms
+from kirana.config import settings
+from kirana.loyalty import boards
+
+bp = Blueprint("loyalty", __name__, url_prefix="/api/v1")
+
+
+def _boards() -> boards.Boards:
+    return boards.Boards(redis_conn.client())
+
+
+@bp.get("/leaderboards/<scope>/<scope_id>/<period>")
+@requires("leaderboards:read")
+def leaderboard(scope: str, scope_id: str, period: str) -> Response:
+    if scope not in boards.SCOPES or period not in boards.PERIODS:
+        raise Problem(404, "not-found", "Not Found",
+                      f"leaderboards are per {' or '.join(boards.SCOPES)} and {', '.join(boards.PERIODS)}")
+    limit = query_int(request, "limit", 10, minimum=1, maximum=100)
+    if not loyalty.known_scope(db.database(), scope, scope_id):
+        raise Problem(404, "not-found", "Not Found", f"no {scope} {scope_id!r}")
+    return jsonify(loyalty.board_view(db.database(), _boards(), scope, scope_id, period, limit=limit,
+                                      now_ms=now_ms(), margin_ms=settings().leaderboard_refresh_margin_s * 1000))
+
+
+@bp.get("/customers/me/loyalty")
+@requires("loyalty:read")
+def mine() -> Response:
+    return jsonify(loyalty.summary(db.database(), _boards(), principal().user_id, now_ms=now_ms(),
+                                   margin_ms=settings().leaderboard_refresh_margin_s * 1000))

@@ -1,0 +1,123 @@
+"""Every version of Kirana's database, in order.
+
+The numbering of v1-v5 follows the seed's steps (base, access control,
+payment tracking, gamification, mobile/offline sync); later work got the
+next numbers. To change the schema, append a step: never edit one that
+has been applied anywhere (`status` and `validate` report a changed
+checksum). The indexes the last version declares must equal
+kirana.db.INDEXES (tests/unit/test_migrations_declared.py), so an index
+added to the code without a step, or a step without the code, fails a test.
+
+v4 and v5 were declared before the loyalty and mobile code landed and got
+their indexes when it did, before any database had applied them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pymongo.database import Database
+
+from migrations.backfill import Context, backfill
+from migrations.steps import Step, index
+
+
+def _order_idempotency_key(db: Database, ctx: Context) -> None:
+    # Orders placed before every order carried a key would all be `null` in a
+    # unique index on MongoDB (docs/mongodb-subset.md); the code now writes
+    # `auto:<order id>` for an order placed without a key, so do the same.
+    def key(order: Mapping[str, Any]) -> str:
+        return f"auto:{order['_id']}"
+
+    changed = backfill(db, ctx, key="v8.orders.idempotency_key", collection="orders", missing="idempotency_key",
+                       value=key)
+    ctx.log(f"orders: idempotency_key set on {changed} order(s)")
+
+
+STEPS: list[Step] = [
+    Step(1, "base: stores, catalogue, orders, reliability",
+         collections=("stores", "products", "orders", "order_events", "job_runs", "outbox", "dead_letters"),
+         indexes=(
+             index("orders", "status", "created_at_ms"),
+             index("orders", "customer_id", "created_at_ms"),
+             index("orders", "store_id", "created_at_ms"),
+             index("order_events", "order_id"),
+             index("products", "store_id", "category", "sku"),
+             index("products", "category"),
+             index("outbox", "status", "due_at_ms"),
+             index("outbox", "order_id"),
+             index("dead_letters", "status", "last_failed_at_ms"),
+             index("dead_letters", "task", "last_failed_at_ms"),
+             index("dead_letters", "order_id"),
+         )),
+    Step(2, "access control: accounts, sessions, two-factor, audit log",
+         collections=("users", "sessions", "two_factor", "recovery_codes", "sms_codes", "audit_log", "audit_head"),
+         indexes=(
+             index("users", "email", unique=True),
+             index("sessions", "refresh_hash"),
+             index("sessions", "previous_hash"),
+             index("sessions", "user_id"),
+             index("recovery_codes", "user_id"),
+             index("audit_log", "event_id", unique=True),
+             index("audit_log", "seq", unique=True),
+             index("audit_log", "actor", "seq"),
+             index("audit_log", "action", "seq"),
+             index("audit_log", "at_ms"),
+         )),
+    Step(3, "payment tracking: payment attempts, webhook events, payment deadlines",
+         collections=("payments", "webhook_events"),
+         indexes=(
+             index("orders", "status", "pay_by_ms"),
+             index("payments", "razorpay_order_id"),
+             index("payments", "razorpay_payment_id"),
+             index("payments", "status", "created_at_ms"),
+             index("webhook_events", "status", "received_at_ms"),
+         )),
+    Step(4, "gamification: loyalty ledger and accounts, achievements",
+         collections=("loyalty_ledger", "loyalty_accounts", "achievements"),
+         indexes=(
+             index("loyalty_ledger", "customer_id", "created_at_ms"),
+             index("loyalty_ledger", "order_id"),
+             index("loyalty_ledger", "store_id", "at_ms"),
+             index("loyalty_ledger", "city", "at_ms"),
+             index("achievements", "customer_id"),
+         )),
+    Step(5, "mobile devices and offline sync, store analytics",
+         collections=("devices", "carts", "sync_batches", "sync_operations", "store_analytics"),
+         indexes=(
+             index("devices", "token", unique=True),
+             index("devices", "user_id"),
+             index("sync_operations", "device_id", "status"),
+             index("sync_batches", "status", "received_at_ms"),
+             index("sync_batches", "device_id", "status"),
+             index("store_analytics", "kind", "store_id", "day"),
+             # The analytics scan and the loyalty sweep read orders by when they last changed.
+             index("orders", "updated_at_ms"),
+         )),
+    Step(6, "notifications and delivery tracking",
+         collections=("notifications", "notification_attempts", "notification_preferences", "delivery_locations"),
+         indexes=(
+             index("notifications", "user_id", "created_at_ms"),
+             index("notification_attempts", "notification_id"),
+             index("delivery_locations", "order_id", "at_ms"),
+         )),
+    Step(7, "backups catalog",
+         collections=("backups",),
+         indexes=(index("backups", "status", "finished_at_ms"),)),
+    Step(8, "orders: an idempotency key on every order, then unique",
+         indexes=(index("orders", "idempotency_key", unique=True),),
+         data_up=_order_idempotency_key,
+         irreversible="the keys it wrote cannot be told from the ones the code writes (both auto:<order id>), "
+                      "and the code relies on every order having one"),
+    Step(9, "search: products marked for the index, deletions not yet indexed, the synonym table",
+         collections=("search_tombstones", "search_synonyms"),
+         indexes=(
+             index("products", "search_dirty_ms"),
+             index("search_tombstones", "changed_at_ms"),
+         )),
+]
+
+HEAD = STEPS[-1].version
+BY_VERSION = {step.version: step for step in STEPS}
+assert [s.version for s in STEPS] == list(range(1, len(STEPS) + 1)), "versions are 1..N without gaps"

@@ -1,0 +1,48 @@
+"""backups queue: take a backup (daily by beat, or on demand), verify the latest, prune old ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kirana import audit, db
+from kirana.backups import jobs
+from tasks import audit as audit_task
+from tasks.app import app
+from tasks.base import KiranaTask
+from tasks.reliability import run_once
+
+# Under the backups queue's visibility timeout (3600 s, tasks/queues.py) less its
+# longest retry countdown (300 s), so a long dump is never handed to a second
+# worker while the first still runs.
+SOFT_LIMIT_S = 2900
+HARD_LIMIT_S = 3200
+
+
+@app.task(name="backups.run", base=KiranaTask, soft_time_limit=SOFT_LIMIT_S, time_limit=HARD_LIMIT_S)
+@run_once("backups.run", ttl_s=HARD_LIMIT_S + 60)
+def run(by: str = "beat", reason: str = "scheduled") -> dict[str, Any]:
+    database = db.database()
+    try:
+        written = jobs.run(database, by=by, reason=reason)
+    except Exception as exc:
+        audit_task.send(audit.new_event("backup.failed", actor=None, target=None,
+                                        detail={"by": by, "error": f"{type(exc).__name__}: {exc}"[:500]}))
+        raise
+    audit_task.send(audit.new_event("backup.completed", actor=None, target=written["backup_id"],
+                                    detail={"by": by, "documents": written["documents"], "bytes": written["bytes"]}))
+    return {"backup_id": written["backup_id"], "documents": written["documents"], "bytes": written["bytes"]}
+
+
+@app.task(name="backups.verify", base=KiranaTask, soft_time_limit=SOFT_LIMIT_S, time_limit=HARD_LIMIT_S)
+@run_once("backups.verify", ttl_s=HARD_LIMIT_S + 60)
+def verify(backup: str = "latest") -> dict[str, Any]:
+    result = jobs.verify(db.client(), db.database(), backup)
+    audit_task.send(audit.new_event("backup.verified", actor=None, target=result.backup_id,
+                                    detail={"ok": result.ok, "problems": result.detail[:10]}))
+    return {"backup_id": result.backup_id, "ok": result.ok, "detail": result.detail}
+
+
+@app.task(name="backups.prune", base=KiranaTask, soft_time_limit=300, time_limit=360)
+@run_once("backups.prune", ttl_s=420)
+def prune() -> list[str]:
+    return jobs.prune(db.database())

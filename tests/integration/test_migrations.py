@@ -1,0 +1,235 @@
+"""Migrations against a real server: up/down/up, resumable data changes, the lock, validate, history."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pymongo.database import Database
+
+from kirana import db as collections
+from kirana.backups import jobs
+from kirana.config import ROOT, settings
+from migrations import lock, runner
+from migrations.backfill import PROGRESS, Context, progress_of
+from migrations.steps import Step, index
+from migrations.versions import HEAD, STEPS
+
+QUIET = Context(show_progress=False, log=lambda line: None)
+
+
+@pytest.fixture
+def bare(mongo_server: str) -> Iterator[Database]:
+    """An empty database: no collections, no indexes (unlike the `database` fixture)."""
+    client = collections.client()
+    name = f"m_{uuid.uuid4().hex[:12]}"
+    yield client[name]
+    client.drop_database(name)
+
+
+def _runner(database: Database, **kwargs) -> runner.Runner:  # type: ignore[no-untyped-def]
+    return runner.Runner(database, by="test", ctx=kwargs.pop("ctx", QUIET), log=lambda line: None, **kwargs)
+
+
+def _populate(database: Database) -> None:
+    database["orders"].insert_many([{"_id": f"ord_{i:04d}", "idempotency_key": f"auto:ord_{i:04d}",
+                                     "status": "confirmed", "created_at_ms": i} for i in range(50)])
+    database["users"].insert_many([{"_id": f"usr_{i}", "email": f"u{i}@example.in"} for i in range(5)])
+    database["payments"].insert_one({"_id": "ord_0001:p1", "status": "captured"})
+    database["loyalty_ledger"].insert_one({"_id": "l1", "points": 10})
+
+
+def test_up_on_an_empty_database_builds_every_version_and_validates(bare: Database) -> None:
+    done = _runner(bare).up()
+
+    assert done == list(range(1, HEAD + 1))
+    assert runner.validate(bare) == []
+    assert runner.current(bare) == HEAD
+    record = bare[runner.HISTORY].find_one({"version": 2})
+    assert record["direction"] == "up" and record["checksum"] == STEPS[1].checksum() and record["by"] == "test"
+    assert record["duration_ms"] >= 0 and record["applied_at"] is not None
+    assert collections.index_keys(bare, "users")[(("email", 1),)] is True
+    assert _runner(bare).up() == []  # nothing left to do
+
+
+def test_up_down_up_round_trip_on_a_populated_database(bare: Database, tmp_path: Path) -> None:
+    cfg = dataclasses.replace(settings(), backup_dir=str(tmp_path))
+    backups: list[str] = []
+
+    def backup(database: Database) -> str:
+        backups.append(jobs.run(database, by="test", reason="before migrations", cfg=cfg)["backup_id"])
+        return backups[-1]
+
+    _runner(bare).up(to=7)
+    _populate(bare)
+    orders_before = list(bare["orders"].find({}).sort("_id", 1))
+
+    rolled = _runner(bare, backup=backup).down(to=1)
+
+    assert rolled == [7, 6, 5, 4, 3, 2]
+    assert len(backups) == 1 and jobs.find(backups[0], cfg)
+    assert runner.current(bare) == 1 and runner.validate(bare) == []
+    assert not {"users", "payments", "loyalty_ledger", "devices", "backups"} & set(bare.list_collection_names())
+    assert (("status", 1), ("pay_by_ms", 1)) not in collections.index_keys(bare, "orders")  # v3's index on v1's orders
+    assert list(bare["orders"].find({}).sort("_id", 1)) == orders_before
+
+    assert _runner(bare).up(to=7) == [2, 3, 4, 5, 6, 7]
+    assert runner.validate(bare) == []
+    assert list(bare["orders"].find({}).sort("_id", 1)) == orders_before
+    directions = [(r["version"], r["direction"]) for r in runner.history(bare) if r["version"] == 3]
+    assert directions == [(3, "up"), (3, "down"), (3, "up")]
+
+
+def test_down_refuses_an_irreversible_step_and_changes_nothing(bare: Database) -> None:
+    _runner(bare).up()
+    taken: list[str] = []
+
+    with pytest.raises(runner.Irreversible, match="v8"):
+        _runner(bare, backup=lambda d: taken.append("x") or "x").down(to=3)
+
+    assert runner.current(bare) == HEAD and runner.validate(bare) == [] and taken == []
+    assert bare[lock.LOCK].find_one({}) is None  # released
+
+
+def test_down_without_a_backup_refuses_to_drop_documents(bare: Database) -> None:
+    _runner(bare).up(to=7)
+    _populate(bare)
+
+    with pytest.raises(runner.WouldLoseData, match="users"):
+        _runner(bare).down(to=1)
+    bare["loyalty_ledger"].delete_many({})
+    assert _runner(bare).down(to=4) == [7, 6, 5]  # empty collections may go without a backup
+
+
+def test_an_interrupted_data_migration_resumes_without_applying_twice(bare: Database) -> None:
+    _runner(bare).up(to=7)
+    bare["orders"].insert_many([{"_id": f"ord_{i:05d}", "status": "confirmed"} for i in range(1050)])
+    bare["orders"].insert_one({"_id": "ord_00500x", "idempotency_key": "cust_1:client-key"})  # already keyed
+    batches: list[int] = []
+
+    def stop_after_three() -> None:
+        batches.append(1)
+        if len(batches) == 3:
+            raise KeyboardInterrupt("operator pressed Ctrl-C")
+
+    with pytest.raises(KeyboardInterrupt):
+        _runner(bare, ctx=Context(batch=100, after_batch=stop_after_three, show_progress=False,
+                                  log=lambda line: None)).up(to=8)
+
+    progress = progress_of(bare, "v8.orders.idempotency_key")
+    assert runner.current(bare) == 7 and bare[lock.LOCK].find_one({}) is None
+    assert progress["cursor"] == "ord_00299" and progress["done"] == 300 and "finished_at_ms" not in progress
+    assert bare["orders"].count_documents({"idempotency_key": {"$exists": True}}) == 301
+
+    resumed = Context(batch=100, after_batch=lambda: batches.append(1), show_progress=False, log=lambda line: None)
+    assert _runner(bare, ctx=resumed).up(to=8) == [8]
+
+    progress = progress_of(bare, "v8.orders.idempotency_key")
+    assert progress["done"] == 1050 and progress["batches"] == 11  # 3 before, 8 after: none twice
+    assert len(batches) == 3 + 8
+    assert bare["orders"].count_documents({"idempotency_key": {"$exists": False}}) == 0
+    assert bare["orders"].find_one({"_id": "ord_00777"})["idempotency_key"] == "auto:ord_00777"
+    assert bare["orders"].find_one({"_id": "ord_00500x"})["idempotency_key"] == "cust_1:client-key"
+    assert runner.validate(bare) == []  # the cursor's collection is the runner's own, not drift
+    assert bare[PROGRESS].count_documents({}) == 1
+
+
+entered = threading.Event()
+release_first = threading.Event()
+
+
+def _hold_the_lock(database: Database, ctx: Context) -> None:
+    entered.set()
+    assert release_first.wait(20)
+
+
+def test_two_concurrent_ups_apply_once_and_the_second_waits_or_refuses(bare: Database) -> None:
+    entered.clear()
+    release_first.clear()
+    slow = (*STEPS[:1], Step(2, "slow", collections=("slow",), indexes=(index("slow", "x"),),
+                             data_up=_hold_the_lock, irreversible="a test step that only waits for a signal"))
+    results: dict[str, object] = {}
+
+    def run(name: str, wait_s: float) -> None:
+        try:
+            results[name] = _runner(bare, steps=slow, wait_s=wait_s).up()
+        except lock.LockHeld as exc:
+            results[name] = exc
+
+    first = threading.Thread(target=run, args=("first", 0))
+    first.start()
+    assert entered.wait(20)
+    run("refused", 0)  # does not wait: refused at once
+    waiter = threading.Thread(target=run, args=("waiter", 30))
+    waiter.start()
+    release_first.set()
+    first.join(30)
+    waiter.join(30)
+
+    assert results["first"] == [1, 2]
+    assert isinstance(results["refused"], lock.LockHeld)
+    assert results["waiter"] == []  # waited, then found nothing left to do
+    assert sorted(r["version"] for r in runner.history(bare)) == [1, 2]
+
+
+def test_an_expired_lease_can_be_taken_over_and_the_old_owner_notices(bare: Database) -> None:
+    assert lock.acquire(bare, "a")
+    assert not lock.acquire(bare, "b")
+    # "a" died: its lease runs out.
+    bare[lock.LOCK].update_one({"_id": lock.LOCK_ID}, {"$set": {"expires_at_ms": 0}})
+
+    assert lock.acquire(bare, "b")
+    with pytest.raises(lock.LockLost):
+        lock.renew(bare, "a")
+    lock.release(bare, "a")  # a stale owner cannot free someone else's lease
+    assert bare[lock.LOCK].find_one({"_id": lock.LOCK_ID})["owner"] == "b"
+
+
+def test_validate_reports_drift_and_changed_checksums(bare: Database) -> None:
+    _runner(bare).up()
+    bare["orders"].drop_index(_name(bare, "orders", (("customer_id", 1), ("created_at_ms", 1))))
+    bare["orders"].create_index([("coupon", 1)])
+    bare.create_collection("scratch")
+    edited = [dataclasses.replace(s, name=s.name + " (edited)") if s.version == 2 else s for s in STEPS]
+
+    problems = runner.validate(bare, edited)
+
+    assert "index orders (customer_id, created_at_ms): missing" in problems
+    assert "index orders (coupon): not declared by any applied version" in problems
+    assert "collection scratch: not declared by any applied version" in problems
+    assert any(p.startswith("v2 (access control") and "changed after it was applied" in p for p in problems)
+    assert runner.status(bare, edited)[1].checksum_changed
+
+
+def _name(database: Database, collection: str, keys: tuple[tuple[str, int], ...]) -> str:
+    return next(n for n, spec in database[collection].index_information().items()
+                if tuple((f, int(d)) for f, d in spec["key"]) == keys)
+
+
+def _cli(database: Database, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MONGO_DB": database.name}
+    return subprocess.run([sys.executable, "-m", "migrations", *args], check=False, cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli(bare: Database) -> None:
+    assert _cli(bare, "plan").stdout.startswith("up v1: base")
+    up = _cli(bare, "up", "--no-backup")
+    assert up.returncode == 0 and f"now at v{HEAD}" in up.stdout, up.stderr
+    assert _cli(bare, "validate").returncode == 0
+    status = _cli(bare, "status")
+    assert f"at v{HEAD} of v{HEAD}" in status.stdout and "pending" not in status.stdout
+    bare["payments"].drop_index(_name(bare, "payments", (("razorpay_order_id", 1),)))
+    drift = _cli(bare, "validate")
+    assert drift.returncode == 1 and "index payments (razorpay_order_id): missing" in drift.stderr
+    down = _cli(bare, "down", "--to", "7", "--no-backup")
+    assert down.returncode == 1 and "irreversible" in down.stderr
+    bare[lock.LOCK].insert_one({"_id": lock.LOCK_ID, "owner": "elsewhere", "expires_at_ms": 2**53})
+    assert _cli(bare, "up", "--no-backup").returncode == 3

@@ -1,0 +1,213 @@
+"""Devices, carts, offline sync and store analytics against a real MongoDB wire protocol."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from kirana import analytics, carts, devices, fulfilment, orders, payments, sync
+from kirana import db as collections
+from kirana.clock import now_ms
+from kirana.devices import Platform
+from kirana.orders import NewOrder, OrderItem, PaymentMethod
+
+STORE = "store-m"
+IST = ZoneInfo("Asia/Kolkata")
+
+
+def _shop(database, **stocks: int) -> None:  # type: ignore[no-untyped-def]
+    database[collections.STORES].insert_one({"_id": STORE, "name": "M", "city": "Pune"})
+    database[collections.PRODUCTS].insert_many([
+        {"_id": f"{STORE}:{sku}", "store_id": STORE, "sku": sku, "name": sku.title(), "price_paise": 100 * (i + 1),
+         "stock": qty, "category": "staples" if i % 2 == 0 else "dairy", "updated_at_ms": now_ms()}
+        for i, (sku, qty) in enumerate(stocks.items())
+    ])
+
+
+def _price(database, sku: str, paise: int) -> None:  # type: ignore[no-untyped-def]
+    database[collections.PRODUCTS].update_one({"_id": f"{STORE}:{sku}"}, {"$set": {"price_paise": paise}})
+
+
+# --- devices -----------------------------------------------------------------------------------
+
+
+def test_registering_a_token_twice_is_one_device_and_a_refresh_keeps_its_id(database) -> None:  # type: ignore[no-untyped-def]
+    first = devices.register(database, "u1", platform=Platform.ANDROID, token="tok-aaaaaaaa", app_version="1.0")
+    again = devices.register(database, "u1", platform=Platform.ANDROID, token="tok-aaaaaaaa", app_version="1.1")
+    refreshed = devices.register(database, "u1", platform=Platform.ANDROID, token="tok-bbbbbbbb", app_version="1.1",
+                                 replaces="tok-aaaaaaaa")
+
+    assert again["_id"] == first["_id"] and again["app_version"] == "1.1"
+    assert refreshed["_id"] == first["_id"] and refreshed["token"] == "tok-bbbbbbbb"
+    assert [d["token"] for d in devices.mine(database, "u1")] == ["tok-bbbbbbbb"]
+
+
+def test_a_dead_token_is_forgotten_and_a_canonical_one_replaces_it(database) -> None:  # type: ignore[no-untyped-def]
+    kept = devices.register(database, "u1", platform=Platform.IOS, token="tok-old-1111", app_version="1")
+    devices.register(database, "u1", platform=Platform.ANDROID, token="tok-dead-2222", app_version="1")
+
+    assert devices.forget_token(database, "tok-dead-2222")
+    assert devices.replace_token(database, "tok-old-1111", "tok-new-1111")
+    assert devices.push_targets(database, "u1") == [(kept["_id"], "tok-new-1111")]
+
+
+# --- carts -------------------------------------------------------------------------------------
+
+
+def test_the_priced_cart_shows_a_price_change_and_stock_running_out(database) -> None:  # type: ignore[no-untyped-def]
+    _shop(database, ATTA=10, DAL=1, GHEE=5)
+    carts.set_quantity(database, "c1", STORE, "ATTA", 2)
+    carts.set_quantity(database, "c1", STORE, "DAL", 1)
+    cart = carts.set_quantity(database, "c1", STORE, "GHEE", 1)
+
+    _price(database, "ATTA", 150)  # was 100
+    _price(database, "GHEE", 250)  # was 300
+    database[collections.PRODUCTS].update_one({"_id": f"{STORE}:DAL"}, {"$set": {"stock": 0}})
+    shown = carts.priced(database, carts.get(database, "c1", STORE))
+
+    lines = {line["sku"]: line for line in shown["lines"]}
+    assert lines["ATTA"]["changes"] == ["price_up"] and lines["ATTA"]["line_total_paise"] == 300
+    assert lines["GHEE"]["changes"] == ["price_down"] and lines["GHEE"]["price_paise_at_add"] == 300
+    assert lines["DAL"]["changes"] == ["out_of_stock"]
+    assert shown["total_paise"] == 300 + 250  # what cannot be bought is not in the total
+    assert shown["version"] == cart["version"] == 3
+
+
+def test_checking_out_twice_at_one_version_is_one_order(database) -> None:  # type: ignore[no-untyped-def]
+    _shop(database, ATTA=10)
+    carts.set_quantity(database, "c1", STORE, "ATTA", 2)
+    cart = carts.for_checkout(database, "c1", STORE, None)
+    order, created = orders.place(database, carts.to_order(cart, PaymentMethod.COD),
+                                  idempotency_key=carts.checkout_key(cart))
+    carts.checked_out(database, cart, order["_id"])
+
+    retry = carts.for_checkout(database, "c1", STORE, cart["version"])
+
+    assert created and retry["replayed_order_id"] == order["_id"]
+    assert carts.get(database, "c1", STORE)["items"] == {}
+    with pytest.raises(carts.EmptyCart):
+        carts.for_checkout(database, "c1", STORE, None)
+
+
+# --- sync --------------------------------------------------------------------------------------
+
+
+def _handlers(database) -> sync.Orders:  # type: ignore[no-untyped-def]
+    return sync.Orders(submit=lambda new, key: orders.place(database, new, idempotency_key=key)[0],
+                       cancel=lambda order_id: payments.cancel(database, order_id).status)
+
+
+def _op(op_id: str, kind: str, seq: int, data: dict[str, Any], at: int = 1_000) -> dict[str, Any]:
+    return {"op_id": op_id, "kind": kind, "seq": seq, "client_at_ms": at, "data": data}
+
+
+def test_operations_apply_in_client_order_whatever_order_they_arrive_in(database) -> None:  # type: ignore[no-untyped-def]
+    _shop(database, ATTA=10)
+    ops = [_op("c", "cart.set", 3, {"store_id": STORE, "sku": "ATTA", "qty": 3}),
+           _op("a", "cart.set", 1, {"store_id": STORE, "sku": "ATTA", "qty": 1}),
+           _op("b", "cart.remove", 2, {"store_id": STORE, "sku": "ATTA"})]
+    sync.store_batch(database, user_id="c1", role="customer", device_id="dev1", ops=ops)
+
+    sync.apply_device(database, "dev1", _handlers(database), limit=100)
+
+    applied = sorted(database[sync.OPERATIONS].find({"device_id": "dev1"}), key=lambda o: o["applied_at_ms"])
+    assert [o["op_id"] for o in sorted(applied, key=sync.order_key)] == ["a", "b", "c"]
+    assert carts.get(database, "c1", STORE)["items"]["ATTA"]["qty"] == 3  # c last, not b
+
+
+def test_equal_client_keys_fall_back_to_the_order_of_arrival(database) -> None:  # type: ignore[no-untyped-def]
+    _shop(database, ATTA=10)
+    sync.store_batch(database, user_id="c1", role="customer", device_id="dev1",
+                     ops=[_op("x", "cart.set", 0, {"store_id": STORE, "sku": "ATTA", "qty": 5}, at=7)])
+    sync.store_batch(database, user_id="c1", role="customer", device_id="dev1",
+                     ops=[_op("y", "cart.set", 0, {"store_id": STORE, "sku": "ATTA", "qty": 2}, at=7)])
+
+    sync.apply_device(database, "dev1", _handlers(database), limit=100)
+
+    assert carts.get(database, "c1", STORE)["items"]["ATTA"]["qty"] == 2
+
+
+def test_a_batch_stored_three_times_applies_each_operation_once(database) -> None:  # type: ignore[no-untyped-def]
+    _shop(database, ATTA=10)
+    ops = [_op("o1", "order.submit", 1, {"store_id": STORE, "items": [{"sku": "ATTA", "qty": 1}],
+                                         "payment_method": "cod"})]
+    for _ in range(3):
+        sync.store_batch(database, user_id="c1", role="customer", device_id="dev1", ops=ops)  # new batch id each time
+        sync.apply_device(database, "dev1", _handlers(database), limit=100)
+
+    assert database[collections.ORDERS].count_documents({"customer_id": "c1"}) == 1
+    assert database[sync.OPERATIONS].count_documents({"device_id": "dev1"}) == 1
+    assert len(sync.finish_batches(database, "dev1")) == 3
+
+
+def test_conflicts_are_reported_with_their_reason(database) -> None:  # type: ignore[no-untyped-def]
+    _shop(database, ATTA=10, DAL=0)
+    placed = orders.place(database, NewOrder("c1", STORE, (OrderItem("ATTA", 1),), PaymentMethod.COD))[0]
+    fulfilment.process_order(database, placed["_id"], lease_ms=60_000, pay_within_ms=60_000)
+    payments.cancel(database, placed["_id"])
+    ops = [_op("p", "cart.set", 1, {"store_id": STORE, "sku": "ATTA", "qty": 1, "price_paise": 90}),
+           _op("s", "order.submit", 2, {"store_id": STORE, "items": [{"sku": "DAL", "qty": 1}]}),
+           _op("k", "order.cancel", 3, {"order_id": placed["_id"]}),
+           _op("r", "location", 4, {"order_id": placed["_id"], "lat": 18.5, "lng": 73.8})]
+    batch, _ = sync.store_batch(database, user_id="c1", role="customer", device_id="dev1", ops=ops)
+
+    sync.apply_device(database, "dev1", _handlers(database), limit=100)
+
+    shown = {r["op_id"]: r for r in sync.results(database, batch)}
+    assert (shown["p"]["status"], shown["p"]["reason"]) == ("conflict", "price_changed")
+    assert shown["p"]["result"]["price_paise"] == 100
+    assert (shown["s"]["status"], shown["s"]["reason"]) == ("conflict", "out_of_stock")
+    assert (shown["k"]["status"], shown["k"]["reason"]) == ("conflict", "order_already_cancelled")
+    assert (shown["r"]["status"], shown["r"]["reason"]) == ("rejected", "not_allowed")  # customers send no locations
+    assert database[collections.ORDERS].count_documents({"customer_id": "c1"}) == 1
+
+
+def test_client_times_are_moved_onto_the_server_clock_by_the_batch_skew(database) -> None:  # type: ignore[no-untyped-def]
+    # The device's clock runs an hour behind: it sent the batch at (server now - 1 h).
+    behind = now_ms() - 3_600_000
+    point = _op("l1", "location", 1, {"order_id": "o", "lat": 1, "lng": 2}, at=behind - 60_000)
+    batch, _ = sync.store_batch(database, user_id="r1", role="rider", device_id="dev9", sent_at_ms=behind, ops=[point])
+
+    op = database[sync.OPERATIONS].find_one({"_id": "dev9:l1"})
+    assert 3_590_000 <= batch["skew_ms"] <= 3_610_000
+    assert op["at_ms"] == op["client_at_ms"] + batch["skew_ms"]  # a minute before it arrived, on the server's clock
+    assert op["at_ms"] <= batch["received_at_ms"]
+
+
+# --- analytics ---------------------------------------------------------------------------------
+
+
+def test_analytics_equal_a_recomputation_however_often_orders_are_replayed(database) -> None:  # type: ignore[no-untyped-def]
+    _shop(database, ATTA=1000, DAL=1000, GHEE=2)
+    placed = []
+    for i in range(30):
+        items = (OrderItem("ATTA", 1 + i % 3),) + ((OrderItem("GHEE", 1),) if i % 7 == 0 else ())
+        new = NewOrder(f"c{i % 8}", STORE, items, [PaymentMethod.COD, PaymentMethod.UPI][i % 2])
+        order = orders.place(database, new)[0]
+        fulfilment.process_order(database, order["_id"], lease_ms=60_000, pay_within_ms=60_000)
+        placed.append(order["_id"])
+    updater = analytics.Updater(database, IST)
+
+    for _ in range(3):  # replays change nothing
+        updater.resum(updater.update_order_ids(placed))
+    while updater.scan(7)[1]:
+        pass
+    report = analytics.report(database, STORE, "2000-01-01", "2100-01-01")
+
+    found = list(database[collections.ORDERS].find({"store_id": STORE}))
+    sold = [o for o in found if o["status"] in analytics.SOLD]
+    assert report["orders"] == len(found) == 30
+    assert report["sold_orders"] == len(sold)
+    assert report["sales_paise"] == sum(o["total_paise"] for o in sold)
+    assert sum(report["orders_by_status"].values()) == 30
+    assert report["orders_by_status"] == dict(Counter(o["status"] for o in found))
+    assert report["orders_by_status"]["rejected"] > 0  # GHEE ran out; unpaid UPI orders are not sold
+    assert sum(h["sales_paise"] for h in report["sales_by_hour"]) == report["sales_paise"]
+    atta = next(p for p in report["top_products"] if p["sku"] == "ATTA")
+    assert atta["qty"] == sum(line["qty"] for o in sold for line in o["lines"] if line["sku"] == "ATTA")
+    assert {m: v["orders"] for m, v in report["payment_methods"].items()} == {
+        m: sum(1 for o in sold if o["payment_method"] == m) for m in {o["payment_method"] for o in sold}}
+    assert report["repeat_customer_rate"] == 1.0  # 8 customers, each bought more than once

@@ -1,0 +1,30 @@
+"""Webhook events stored in one round trip: new ones once, duplicates (stored before or in the same batch) not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kirana import webhooks
+
+
+def _body(n: int) -> bytes:
+    return json.dumps({"event": "payment.captured", "payload": {"payment": {"entity": {"id": f"pay_{n}"}}}}).encode()
+
+
+def test_store_many_reports_which_events_were_new(database) -> None:  # type: ignore[no-untyped-def]
+    assert webhooks.store(database, _body(1), "evt_1") == ("evt_1", True)
+    docs = [webhooks.prepare(_body(n), f"evt_{n}") for n in (2, 1, 3, 2)]
+    assert webhooks.store_many(database, docs) == [True, False, True, False]
+    stored = sorted(d["_id"] for d in database[webhooks.EVENTS].find({}, {"_id": 1}))
+    assert stored == ["evt_1", "evt_2", "evt_3"]
+    assert webhooks.store_many(database, []) == []
+
+
+def test_an_event_without_an_id_is_named_by_its_body_and_bad_bodies_are_refused() -> None:
+    doc = webhooks.prepare(_body(7), None)
+    assert doc["_id"].startswith("sha256:") and doc["status"] == "received"
+    for bad in (b"not json", b"[1, 2]", b'{"no": "event"}', b"\xff\xfe"):
+        with pytest.raises(webhooks.BadEvent):
+            webhooks.prepare(bad, "evt_bad")
