@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from api import schemas
 from api.contract import documented
 from api.problems import Problem
-from api.responses import ProductPage
+from api.responses import ProductOut, ProductPage, ProductWritten
 from api.schemas import ProductsQuery, parse_query
 from api.security import principal, requires
 from kirana import catalog, db
@@ -35,13 +35,17 @@ def index() -> Response:
 
 @bp.get("/<product_id>")
 @requires("products:read")
+@documented(ok={200: ProductOut}, tags=("catalog",))
 def show(product_id: str) -> Response:
+    """One product, with its stock."""
     return jsonify(catalog.product_view(_found(product_id)))
 
 
 @bp.post("")
 @requires("catalog:write")
+@documented(body=schemas.ProductIn, ok={201: ProductWritten}, errors=(409,), tags=("catalog",))
 def create() -> Response:
+    """Put a product on a store's shelf (store roles: their own store; admin: any)."""
     body = schemas.parse_body(request, schemas.ProductIn)
     store_id = body.store_id or principal().store_id
     if store_id is None:
@@ -60,7 +64,9 @@ def create() -> Response:
 
 @bp.patch("/<product_id>")
 @requires("catalog:write")
+@documented(body=schemas.ProductChangeIn, ok={200: ProductWritten}, tags=("catalog",))
 def change(product_id: str) -> Response:
+    """Change a product's name, brand, category, unit or prices."""
     _own(product_id)
     body = schemas.parse_body(request, schemas.ProductChangeIn)
     try:
@@ -72,7 +78,9 @@ def change(product_id: str) -> Response:
 
 @bp.post("/<product_id>/stock")
 @requires("catalog:write")
+@documented(body=schemas.StockChangeIn, ok={200: ProductWritten}, errors=(409,), tags=("catalog",))
 def adjust_stock(product_id: str) -> Response:
+    """Add to (or take from) a product's stock; 409 if that would take more than is on the shelf."""
     _own(product_id)
     body = schemas.parse_body(request, schemas.StockChangeIn)
     try:
@@ -86,7 +94,9 @@ def adjust_stock(product_id: str) -> Response:
 
 @bp.delete("/<product_id>")
 @requires("catalog:write")
+@documented(ok={204: None}, errors=(409,), tags=("catalog",))
 def delete(product_id: str) -> Response:
+    """Take a product off the shelf; 409 while open orders hold its stock."""
     _own(product_id)
     try:
         catalog.delete_product(db.database(), product_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from kirana.orders import PaymentMethod, RejectReason, Status
 
@@ -305,3 +305,309 @@ class Ready(_Out):
 
     status: Literal["ready"]
     checks: dict[str, Any]
+
+
+# --- catalog writes -----------------------------------------------------------------
+
+class ProductWritten(ProductOut):
+    """The product as stored; the search index follows (never waited for)"""
+
+    # How the indexer run was asked for (tasks.search.request_indexing_quietly).
+    search: Literal["enqueued", "outbox", "coalesced", "deferred"]
+
+
+# --- search -------------------------------------------------------------------------
+
+class SearchHit(_Out):
+    id: str
+    store_id: str | None
+    sku: str | None
+    name: str
+    brand: str | None
+    category: str | None
+    unit: str | None
+    price_paise: int
+    mrp_paise: int | None
+    stock: int
+    in_stock: bool
+    popularity: int
+    score: float
+
+
+class FacetCount(_Out):
+    value: str
+    count: int
+
+
+class StockFacet(_Out):
+    true: int
+    false: int
+
+
+class Facets(_Out):
+    category: list[FacetCount]
+    brand: list[FacetCount]
+    price: list[FacetCount]
+    in_stock: StockFacet
+
+
+class SearchResults(_Out):
+    """A page of products matching the query, with facets"""
+
+    query: str
+    interpreted: list[str]
+    relaxed: bool
+    total: int
+    page: int
+    per_page: int
+    sort: Literal["relevance", "price_asc", "price_desc", "popularity"]
+    items: list[SearchHit]
+    facets: Facets
+    index_version: str | None
+
+
+class Suggestion(_Out):
+    kind: str
+    text: str
+
+
+class Suggestions(_Out):
+    """Product lines, brands and categories starting with what was typed"""
+
+    query: str
+    suggestions: list[Suggestion]
+
+
+class Enqueued(_Out):
+    """The task was enqueued (or parked in the outbox while the broker is down)"""
+
+    task: str
+    status: Literal["enqueued", "outbox"]
+
+
+class SearchStatus(_Out):
+    """The live index and any build in progress"""
+
+    version: str | None
+    docs: int
+    built_at_ms: int | None
+    building: str | None
+    lag_s: float
+
+
+class SynonymGroups(_Out):
+    """Synonym groups by name"""
+
+    groups: dict[str, list[str]]
+
+
+class SynonymGroup(_Out):
+    """The group as stored (terms normalized, sorted, once each)"""
+
+    group: str
+    terms: list[str]
+
+
+# --- loyalty ------------------------------------------------------------------------
+
+Scope = Literal["store", "city"]
+Period = Literal["day", "week", "month", "all"]
+
+
+class BoardEntry(_Out):
+    rank: int
+    customer_id: str
+    name: str
+    points: int
+
+
+class Leaderboard(_Out):
+    """The board's top entries for the current bucket of the period"""
+
+    scope: Scope
+    scope_id: str
+    period: Period
+    bucket: str
+    entries: list[BoardEntry]
+
+
+class LedgerEntry(_Out):
+    id: str
+    order_id: str | None
+    rule: str
+    kind: str
+    points: int
+    at_ms: int
+
+
+class Achievement(_Out):
+    id: str
+    title: str
+    title_hi: str
+    at_ms: int
+    order_id: str | None
+
+
+class Standing(_Out):
+    scope: Scope
+    scope_id: str
+    period: Period
+    bucket: str
+    rank: int
+    points: int
+
+
+class LoyaltySummary(_Out):
+    """The customer's points, recent entries, achievements and ranks"""
+
+    customer_id: str
+    balance: int
+    point_value_paise: int
+    recent: list[LedgerEntry]
+    achievements: list[Achievement]
+    ranks: list[Standing]
+
+
+# --- backups ------------------------------------------------------------------------
+
+class BackupRun(_Open):
+    """A backup run (its fields are the runner's record: status, timings, sizes, errors)"""
+
+    id: str
+
+
+class BackupRuns(_Out):
+    """Backup runs, newest first"""
+
+    items: list[BackupRun]
+    limit: int
+
+
+class BackupRequested(_Out):
+    """A backup run was asked for; it appears in the listing when the backups worker starts it"""
+
+    status: Literal["enqueued", "outbox"]
+    task: str
+
+
+# --- devices, carts, offline sync ---------------------------------------------------
+
+class DeviceOut(_Out):
+    """The device"""
+
+    id: str
+    platform: Literal["android", "ios", "web"]
+    app_version: str
+    token_hint: str
+    created_at_ms: int
+    updated_at_ms: int
+
+
+class Devices(_Out):
+    """The signed-in user's devices"""
+
+    items: list[DeviceOut]
+
+
+class CartLine(_Out):
+    sku: str
+    name: str
+    qty: int
+    unit_price_paise: int | None
+    price_paise_at_add: int
+    line_total_paise: int | None
+    in_stock: int
+    changes: list[Literal["unavailable", "price_up", "price_down", "out_of_stock", "short"]]
+
+
+class LastCheckout(_Out):
+    version: int
+    order_id: str
+
+
+class CartOut(_Out):
+    """The cart, priced now, with what changed since each item was added"""
+
+    id: str
+    store_id: str
+    version: int
+    lines: list[CartLine]
+    total_paise: int
+    changed: bool
+    last_checkout: LastCheckout | None = None
+
+
+class SyncResult(_Out):
+    op_id: str
+    kind: str
+    status: Literal["pending", "applied", "conflict", "rejected"]
+    reason: str | None = None
+    result: dict[str, Any] | None = None
+    first_sent_in: str | None = None
+
+
+class SyncBatchOut(_Out):
+    """The batch and one result per operation"""
+
+    id: str
+    device_id: str
+    status: Literal["pending", "applied"]
+    received_at_ms: int
+    skew_ms: int | None
+    applied_at_ms: int | None = None
+    results: list[SyncResult]
+
+
+# --- store analytics ----------------------------------------------------------------
+
+class DaySales(_Out):
+    day: str
+    sales_paise: int
+    orders: int
+    sold_orders: int
+
+
+class HourSales(_Out):
+    hour: int
+    sales_paise: int
+    orders: int
+
+
+class ProductSales(_Out):
+    sku: str
+    name: str
+    qty: int
+    sales_paise: int
+
+
+class CategorySales(_Out):
+    category: str
+    qty: int
+    sales_paise: int
+
+
+class MethodShare(_Out):
+    orders: int
+    share: float
+
+
+class StoreAnalytics(_Out):
+    """The store's sales over the days asked for (local dates, inclusive)"""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    store_id: str
+    from_: str = Field(alias="from")
+    to: str
+    sales_paise: int
+    orders: int
+    sold_orders: int
+    average_basket_paise: int
+    orders_by_status: dict[str, int]
+    sales_by_day: list[DaySales]
+    sales_by_hour: list[HourSales]
+    top_products: list[ProductSales]
+    top_categories: list[CategorySales]
+    customers: int
+    repeat_customer_rate: float
+    payment_methods: dict[str, MethodShare]
+    computed_at_ms: int | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -9,6 +10,7 @@ from flask import Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from api.problems import Problem
+from kirana import analytics
 from kirana.config import settings
 from kirana.orders import NewOrder, OrderItem, PaymentMethod
 
@@ -215,7 +217,8 @@ def parse_query(request: Request, model: type[Query]) -> Query:
     if repeated:
         raise Problem(400, "invalid-query", "Invalid query parameter", f"given more than once: {', '.join(repeated)}",
                       errors=[{"field": name, "message": "give it once", "type": "repeated"} for name in repeated])
-    raw = {name: value for name, value in request.args.items() if value != "" or name not in model.model_fields}
+    known = {field.alias or name for name, field in model.model_fields.items()}
+    raw = {name: value for name, value in request.args.items() if value != "" or name not in known}
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -309,3 +312,43 @@ class StockChangeIn(_Body):
 class SynonymsIn(_Body):
     terms: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=60)]],
                      Field(min_length=2, max_length=50)]
+
+
+# --- search, loyalty, backups, analytics queries ------------------------------------------------------
+
+MAX_SEARCH_CHARS = 200
+Price = Annotated[int, Field(ge=0, le=10**12, description="paise")]
+
+
+class SuggestQuery(_Query):
+    q: Annotated[str, StringConstraints(max_length=MAX_SEARCH_CHARS)] = ""
+    limit: Annotated[int, Field(ge=1, le=25)] = 10
+
+
+class SearchQuery(_Query):
+    q: Annotated[str, StringConstraints(max_length=MAX_SEARCH_CHARS)] = ""
+    store_id: Filter | None = None
+    category: Filter | None = None
+    brand: Filter | None = None
+    min_price: Price | None = None
+    max_price: Price | None = None
+    in_stock: bool | None = None
+    sort: Literal["relevance", "price_asc", "price_desc", "popularity"] = "relevance"
+    page: Annotated[int, Field(ge=1, le=1000)] = 1
+    per_page: Annotated[int, Field(ge=1, le=100)] = 20
+
+
+class BoardQuery(_Query):
+    limit: Annotated[int, Field(ge=1, le=100)] = 10
+
+
+class BackupsQuery(_Query):
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+
+
+class AnalyticsQuery(_Query):
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+    from_: Annotated[dt.date | None, Field(alias="from", description="first local day, YYYY-MM-DD "
+                                                                      "(default: 29 days before `to`)")] = None
+    to: Annotated[dt.date | None, Field(description="last local day, YYYY-MM-DD (default: today)")] = None
+    top: Annotated[int, Field(ge=1, le=100)] = analytics.TOP
