@@ -78,6 +78,10 @@ class OrderOut(_Out):
     payment: CheckoutOut | None = None
     pay_by_ms: int | None = None
     rider_id: str | None = None
+    # With loyalty points redeemed (OrderIn.redeem_points): the discount is known once the order is processed.
+    redeem_points: int | None = None
+    subtotal_paise: int | None = None
+    discount_paise: int | None = None
 
 
 class LocationAccepted(_Out):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from flask import Request
@@ -337,6 +338,14 @@ class SearchQuery(_Query):
     page: Annotated[int, Field(ge=1, le=1000)] = 1
     per_page: Annotated[int, Field(ge=1, le=100)] = 20
 
+    @field_validator("in_stock", mode="before")
+    @classmethod
+    def _true_or_false(cls, raw: object) -> object:
+        # As documented (docs/errors.md): pydantic alone would also take "1", "yes", "on", "t", ...
+        if isinstance(raw, str) and raw.lower() not in ("true", "false"):
+            raise ValueError("in_stock must be true or false")
+        return raw
+
 
 class BoardQuery(_Query):
     limit: Annotated[int, Field(ge=1, le=100)] = 10
@@ -347,8 +356,15 @@ class BackupsQuery(_Query):
 
 
 class AnalyticsQuery(_Query):
-    model_config = ConfigDict(extra="forbid", populate_by_name=False)
     from_: Annotated[dt.date | None, Field(alias="from", description="first local day, YYYY-MM-DD "
                                                                       "(default: 29 days before `to`)")] = None
     to: Annotated[dt.date | None, Field(description="last local day, YYYY-MM-DD (default: today)")] = None
     top: Annotated[int, Field(ge=1, le=100)] = analytics.TOP
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _day(cls, raw: object) -> object:
+        # Only a calendar date: pydantic alone would also read "0" or "1700000000" as a Unix time.
+        if isinstance(raw, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
+            raise ValueError("expected a date, YYYY-MM-DD")
+        return raw
