@@ -15,7 +15,9 @@ from kirana import db, devices
 
 bp = Blueprint("devices", __name__, url_prefix="/api/v1/devices")
 
-PushToken = Annotated[str, StringConstraints(min_length=8, max_length=4096, pattern=r"^\S+$")]
+# FCM and APNs tokens are printable ASCII. A control character (NUL) is refused here: nx-27017's unique
+# index on the token does not see it as the query does, so registering such a token failed with a 500.
+PushToken = Annotated[str, StringConstraints(min_length=8, max_length=4096, pattern=r"^[!-~]+$")]
 
 
 class DeviceIn(schemas._Body):
