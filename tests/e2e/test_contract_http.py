@@ -229,8 +229,16 @@ def test_loyalty_backups_and_analytics(stack, customer) -> None:  # type: ignore
     board = "/api/v1/leaderboards/{scope}/{scope_id}/{period}"
     conforms(customer.http.get(customer.url(f"/api/v1/leaderboards/store/{STORE}/all"), params={"limit": 5}),
              "GET", board, 200)
-    conforms(customer.http.get(customer.url("/api/v1/customers/me/loyalty")), "GET", "/api/v1/customers/me/loyalty",
-             200)
+    # Once the confirmed order's points (and the first-order achievement) are in, the summary has all its parts.
+    mine = "/api/v1/customers/me/loyalty"
+    _eventually(lambda: (b := conforms(customer.http.get(customer.url(mine)), "GET", mine, 200).json())["achievements"]
+                and b["ranks"] and b["balance"] > 0, "points earned")
+    conforms(customer.http.get(customer.url(f"/api/v1/leaderboards/store/{STORE}/all")), "GET", board, 200)
+    redeemed = customer.submit({"store_id": STORE, "payment_method": "cod", "redeem_points": 1,
+                                "items": [{"sku": _product(stack)["sku"], "qty": 1}]}).json()
+    order = _wait(customer, redeemed["id"], "confirmed")
+    assert order["discount_paise"] > 0, order
+    conforms(customer.http.get(customer.url(f"/api/v1/orders/{order['id']}")), "GET", "/api/v1/orders/{order_id}", 200)
 
     owner = stack.user(Role.STORE_OWNER, store_id=STORE)
     analytics = "/api/v1/stores/{store_id}/analytics"
