@@ -35,7 +35,8 @@ ROLES = [str(role) for role in Role]
 _turn = itertools.count()
 
 # Schema-valid data may still break a rule a JSON schema cannot state (token_id only with
-# payment_method "token", each sku once, a strong password, quiet hours both or neither):
+# payment_method "token", each sku once, a strong password, quiet hours both or neither, a
+# product change naming a field, a sync batch from a device registered first):
 # that is a 422 problem, so 422 is an accepted answer to valid data too.
 # A well-formed but wrongly signed checkout or webhook is a 400 invalid-signature: the fuzzer
 # cannot sign, so for those two operations a 400 is an accepted answer as well.
