@@ -71,12 +71,27 @@ def _dropped_in_transit(case) -> bool:  # type: ignore[no-untyped-def]
     return any(value is None or isinstance(value, dict) or value == [] for value in (case.query or {}).values())
 
 
+# gunicorn's limit_request_line (its default): a longer request line is answered 414 by gunicorn
+# itself, before the app runs (a long invalid `q`, percent-encoded, gets there).
+REQUEST_LINE_LIMIT = 4094
+
+
+def _request_line(case, base_url: str) -> int:  # type: ignore[no-untyped-def]
+    sent = case.as_transport_kwargs(base_url=base_url)
+    prepared = requests.Request(sent["method"], sent["url"], params=sent["params"]).prepare()
+    return len(f"{prepared.method} {prepared.path_url} HTTP/1.1")
+
+
 @schema.parametrize()
 # make test draws the same examples every run (a red build is the code's, not the draw's); make fuzz explores.
 @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=not ALL_ROLES,
           phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
 def test_no_server_errors_and_every_answer_matches_the_spec(case, stack, signed_in) -> None:  # type: ignore[no-untyped-def]
     if _dropped_in_transit(case):
+        return
+    if _request_line(case, stack.base_url) > REQUEST_LINE_LIMIT:
+        # Not the app's answer, so not the contract's: only that gunicorn refused it.
+        assert case.call(base_url=stack.base_url).status_code == 414
         return
     if not case.operation.definition.raw.get("security", [{}]):
         # Public: the token changes nothing. (Anonymous calls of the others: the ignored_auth check.)
