@@ -236,22 +236,6 @@ class IdempotencyHeaders(BaseModel):
     ] = None
 
 
-def query_int(request: Request, name: str, default: int, *, minimum: int, maximum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not minimum <= value <= maximum:
-        raise Problem(400, "invalid-query", "Invalid query parameter",
-                      f"{name} must be an integer from {minimum} to {maximum}",
-                      errors=[{"field": name, "message": f"expected {minimum}..{maximum}", "type": "int_range"}])
-    return value
-
-
-
 def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:

@@ -100,3 +100,17 @@ def test_the_spec_and_the_docs_page_are_served_without_a_token() -> None:
     assert 'src="docs/swagger-ui-bundle.js"' in page.get_data(as_text=True)
     assert script.status_code == 200 and len(script.get_data()) > 100_000
     script.close()
+
+
+def test_the_documented_choices_are_the_domains() -> None:
+    """Literal choices written in the models stay those the domain knows (sorts, board scopes and periods)."""
+    from typing import get_args
+
+    from api import responses, schemas
+    from kirana import search
+    from kirana.loyalty import boards
+
+    assert get_args(schemas.SearchQuery.model_fields["sort"].annotation) == search.SORTS
+    assert get_args(responses.SearchResults.model_fields["sort"].annotation) == search.SORTS
+    assert get_args(responses.Scope) == boards.SCOPES
+    assert get_args(responses.Period) == boards.PERIODS
