@@ -474,10 +474,26 @@ class LoyaltySummary(_Out):
 
 # --- backups ------------------------------------------------------------------------
 
-class BackupRun(_Open):
-    """A backup run (its fields are the runner's record: status, timings, sizes, errors)"""
+class BackupRun(_Out):
+    """A backup run, as kirana.backups.catalog records it (fields appear as the run gets there)"""
 
     id: str
+    status: Literal["running", "succeeded", "failed", "pruned"]
+    by: str
+    reason: str
+    path: str
+    started_at_ms: int
+    updated_at_ms: int
+    finished_at_ms: int | None = None
+    duration_ms: int | None = None
+    documents: int | None = None
+    bytes: int | None = None
+    collections: int | None = None
+    error: str | None = None
+    verified_at_ms: int | None = None
+    verify: Literal["ok", "failed"] | None = None
+    verify_detail: list[str] | None = None
+    pruned_at_ms: int | None = None
 
 
 class BackupRuns(_Out):

@@ -248,9 +248,10 @@ def test_loyalty_backups_and_analytics(stack, customer) -> None:  # type: ignore
 
     ops = stack.user(Role.OPS)
     conforms(ops.http.post(ops.url("/api/v1/backups")), "POST", "/api/v1/backups", 202)
-    # The run is listed once the backups worker starts it: a listing with a run in it is checked too.
-    _eventually(lambda: conforms(ops.http.get(ops.url("/api/v1/backups"), params={"limit": 5}), "GET",
-                                 "/api/v1/backups", 200).json()["items"], "backup run listed")
+    # The run is listed once the backups worker starts it, and has its sizes once done: each listing is checked.
+    _eventually(lambda: [run for run in conforms(ops.http.get(ops.url("/api/v1/backups"), params={"limit": 5}), "GET",
+                                                 "/api/v1/backups", 200).json()["items"] if run["status"] != "running"],
+                "backup run finished")
 
 
 def test_devices_carts_and_sync(stack, customer) -> None:  # type: ignore[no-untyped-def]
