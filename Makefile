@@ -22,7 +22,7 @@ KUBE_CONTEXT   ?=
 .DEFAULT_GOAL := help
 .PHONY: help install exporter tools \
         run stop logs seed fmt \
-        test test-unit test-e2e check-deploy chaos bench bench-engine coverage \
+        test test-unit test-e2e check-deploy chaos fuzz demo bench bench-engine coverage \
         lint \
         build k8s \
         docker-up docker-down docker-logs docker-ps \
@@ -104,6 +104,12 @@ chaos: install ## the chaos suite: kill workers, restart Redis, stop MongoDB, po
 
 bench: install ## accept rate and latency of POST /api/v1/orders beside a bare apply_async route
 	$(PY) -m bench $(BENCH_ARGS)
+
+fuzz: install exporter ## schemathesis over the whole API against a private stack: 100 examples per operation, every example as every role
+	KIRANA_FUZZ_EXAMPLES=100 KIRANA_FUZZ_ALL_ROLES=1 $(PY) -m pytest tests/e2e/test_contract_fuzz.py
+
+demo: install ## with make run up: a customer places 300 mixed orders (COD, UPI, card with failures); live progress and a final table
+	$(PY) -m client.demo $(DEMO_ARGS)
 
 bench-engine: install ## Kirana's Celery beside stock Celery, Dramatiq and Huey (bench-only .venv-bench): tasks/s, CPU per task, enqueue rate
 	$(PY) -m bench.engine $(BENCH_ARGS)

@@ -13,6 +13,7 @@ from api import (
     dead_letters,
     deliveries,
     devices,
+    docs,
     health,
     live,
     loyalty,
@@ -56,6 +57,7 @@ def create_app() -> Flask:
     app.register_blueprint(live.bp)
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(notifications.bp)
+    app.register_blueprint(docs.bp)
     app.register_blueprint(backups.bp)
     app.register_blueprint(devices.bp)
     app.register_blueprint(carts.bp)

@@ -7,8 +7,10 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, jsonify, request
 
+from api import responses
+from api.contract import documented
 from api.problems import Problem
-from api.schemas import query_int
+from api.schemas import AnalyticsQuery, parse_query
 from api.security import principal, requires
 from kirana import analytics, db
 from kirana.config import settings
@@ -20,28 +22,19 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 366
 
 
-def _day(name: str, default: dt.date) -> dt.date:
-    raw = request.args.get(name)
-    if not raw:
-        return default
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise Problem(400, "invalid-query", "Invalid query parameter", f"{name} must be a date, YYYY-MM-DD",
-                      errors=[{"field": name, "message": "expected YYYY-MM-DD", "type": "date"}]) from None
-
-
 @bp.get("/<store_id>/analytics")
 @requires("analytics:read")
+@documented(query=AnalyticsQuery, ok={200: responses.StoreAnalytics}, tags=("analytics",))
 def show(store_id: str) -> Response:
+    """A store's sales, orders, top products and categories, hours, payment methods and repeat customers."""
     if not can_see_store(principal(), store_id):
         # 404, not 403, as for orders: another store's existence is not this user's to learn.
         raise Problem(404, "not-found", "Store not found", f"no store {store_id!r} of yours")
-    today = dt.datetime.now(ZoneInfo(settings().analytics_timezone)).date()
-    last = _day("to", today)
-    first = _day("from", last - dt.timedelta(days=DEFAULT_DAYS - 1))
+    q = parse_query(request, AnalyticsQuery)
+    last = q.to or dt.datetime.now(ZoneInfo(settings().analytics_timezone)).date()
+    # The default start stops at the calendar's first day (to=0001-01-05 must not overflow into a 500).
+    first = q.from_ or last - dt.timedelta(days=min(DEFAULT_DAYS - 1, last.toordinal() - 1))
     if first > last or (last - first).days >= MAX_DAYS:
         raise Problem(400, "invalid-query", "Invalid query parameter",
                       f"from must not be after to, and the range at most {MAX_DAYS} days")
-    top = query_int(request, "top", analytics.TOP, minimum=1, maximum=100)
-    return jsonify(analytics.report(db.database(), store_id, first.isoformat(), last.isoformat(), top=top))
+    return jsonify(analytics.report(db.database(), store_id, first.isoformat(), last.isoformat(), top=q.top))

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.schemas import query_int
+from api.contract import documented
+from api.responses import AuditPage
+from api.schemas import AuditQuery, parse_query
 from api.security import requires
 from kirana import audit, db
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
 
-_FAR = 10**15  # epoch ms far in the future
-
-
 @bp.get("")
 @requires("audit:read")
+@documented(query=AuditQuery, ok={200: AuditPage}, tags=("operations",))
 def index() -> Response:
-    limit = query_int(request, "limit", 50, minimum=1, maximum=500)
-    offset = query_int(request, "offset", 0, minimum=0, maximum=10_000_000)
-    since = query_int(request, "since", 0, minimum=0, maximum=_FAR) or None
-    until = query_int(request, "until", 0, minimum=0, maximum=_FAR) or None
-    items, total = audit.query(db.database(), actor=request.args.get("actor") or None,
-                               action=request.args.get("action") or None, since_ms=since, until_ms=until,
-                               limit=limit, offset=offset)
-    return jsonify({"items": items, "total": total, "limit": limit, "offset": offset})
+    """The audit log, newest first."""
+    q = parse_query(request, AuditQuery)
+    items, total = audit.query(db.database(), actor=q.actor, action=q.action, since_ms=q.since or None,
+                               until_ms=q.until or None, limit=q.limit, offset=q.offset)
+    return jsonify({"items": items, "total": total, "limit": q.limit, "offset": q.offset})

@@ -6,7 +6,9 @@ import uuid
 
 from flask import Blueprint, Response, jsonify, request
 
+from api import responses as out
 from api import schemas
+from api.contract import documented
 from api.problems import Problem
 from api.security import client_address, principal, public, requires
 from kirana import accounts, audit, db, login_guard, redis_conn, tokens, two_factor
@@ -90,7 +92,9 @@ def _open_session(user: User, *, passed_two_factor: bool) -> tokens.Tokens:
 
 @bp.post("/register")
 @public
+@documented(body=schemas.RegisterIn, ok={201: out.UserOut}, errors=(409,), tags=("auth",))
 def register() -> tuple[Response, int]:
+    """Register a customer account."""
     body = schemas.parse_body(request, schemas.RegisterIn)
     try:
         user = accounts.register(db.database(), body.email, body.password, phone=body.phone)
@@ -105,7 +109,9 @@ def register() -> tuple[Response, int]:
 
 @bp.post("/login")
 @public
+@documented(body=schemas.LoginIn, ok={200: out.LoginOut}, errors=(401, 429), tags=("auth",))
 def login() -> Response:
+    """Log in (with a two-factor code where the account has it): an access and a refresh token."""
     body = schemas.parse_body(request, schemas.LoginIn)
     user = _checked_password(body.email, body.password)
     passed = _second_factor(user, body)
@@ -120,7 +126,9 @@ def login() -> Response:
 
 @bp.post("/refresh")
 @public
+@documented(body=schemas.RefreshIn, ok={200: out.TokensOut}, errors=(401,), tags=("auth",))
 def refresh() -> Response:
+    """Trade a refresh token for new tokens (it rotates; a reused one ends the session)."""
     body = schemas.parse_body(request, schemas.RefreshIn)
     cfg = settings()
     database = db.database()
@@ -134,7 +142,9 @@ def refresh() -> Response:
 
 @bp.post("/logout")
 @requires("account:self")
+@documented(ok={204: None}, tags=("auth",))
 def logout() -> tuple[str, int]:
+    """End this session (its access and refresh tokens)."""
     me = principal()
     tokens.revoke(db.database(), me.session_id)
     _audit("token.revoked", actor=me.user_id, session=me.session_id, reason="logout")
@@ -143,7 +153,9 @@ def logout() -> tuple[str, int]:
 
 @bp.get("/me")
 @requires("account:self")
+@documented(ok={200: out.MeOut}, tags=("auth",))
 def me() -> Response:
+    """The signed-in account."""
     current = principal()
     database = db.database()
     view = accounts.get(database, current.user_id).view()
@@ -153,7 +165,9 @@ def me() -> Response:
 
 @bp.post("/password")
 @requires("account:self")
+@documented(body=schemas.PasswordChangeIn, ok={204: None}, errors=(401,), tags=("auth",))
 def change_password() -> tuple[str, int]:
+    """Change the password; every session of the account ends."""
     body = schemas.parse_body(request, schemas.PasswordChangeIn)
     current = principal()
     database = db.database()
@@ -171,7 +185,9 @@ def change_password() -> tuple[str, int]:
 
 @bp.post("/2fa/enroll")
 @requires("account:self")
+@documented(ok={200: out.EnrolmentOut}, errors=(409,), tags=("auth",))
 def enroll() -> Response:
+    """Start two-factor enrolment (TOTP)."""
     current = principal()
     database = db.database()
     user = accounts.get(database, current.user_id)
@@ -186,7 +202,9 @@ def enroll() -> Response:
 
 @bp.post("/2fa/confirm")
 @requires("account:self")
+@documented(body=schemas.CodeIn, ok={200: out.RecoveryCodesOut}, tags=("auth",))
 def confirm() -> Response:
+    """Confirm enrolment with a code from the app: two-factor is on."""
     body = schemas.parse_body(request, schemas.CodeIn)
     current = principal()
     try:
@@ -201,7 +219,9 @@ def confirm() -> Response:
 
 @bp.delete("/2fa")
 @requires("account:self")
+@documented(body=schemas.CodeIn, ok={204: None}, errors=(409,), tags=("auth",))
 def remove() -> tuple[str, int]:
+    """Remove two-factor (not for roles that require it)."""
     body = schemas.parse_body(request, schemas.CodeIn)
     current = principal()
     if current.role in TWO_FACTOR_REQUIRED:
@@ -219,7 +239,9 @@ def remove() -> tuple[str, int]:
 
 @bp.post("/2fa/sms")
 @public
+@documented(body=schemas.SmsCodeIn, ok={202: out.SmsSentOut}, errors=(401, 409, 429), tags=("auth",))
 def sms_code() -> tuple[Response, int]:
+    """Send a one-time login code by SMS."""
     body = schemas.parse_body(request, schemas.SmsCodeIn)
     user = _checked_password(body.email, body.password)
     database = db.database()

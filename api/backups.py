@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.schemas import query_int
+from api import responses
+from api.contract import documented
+from api.schemas import BackupsQuery, parse_query
 from api.security import client_address, principal, requires
 from kirana import audit, db
 from kirana.backups import catalog
@@ -17,14 +19,18 @@ bp = Blueprint("backups", __name__, url_prefix="/api/v1/backups")
 
 @bp.get("")
 @requires("backups:manage")
+@documented(query=BackupsQuery, ok={200: responses.BackupRuns}, tags=("operations",))
 def index() -> Response:
-    limit = query_int(request, "limit", 50, minimum=1, maximum=500)
+    """Backup runs, newest first."""
+    limit = parse_query(request, BackupsQuery).limit
     return jsonify({"items": catalog.recent(db.database(), limit=limit), "limit": limit})
 
 
 @bp.post("")
 @requires("backups:manage")
+@documented(ok={202: responses.BackupRequested}, tags=("operations",))
 def take() -> tuple[Response, int]:
+    """Take a backup now (on the backups queue); audited."""
     by = principal().user_id
     how = enqueue(backup_tasks.run, [by, "on demand"])
     audit_task.send(audit.new_event("backup.requested", actor=by, detail={"enqueued": how}, ip=client_address()))

@@ -8,7 +8,8 @@ import pymongo.errors
 from flask import Blueprint, Response, jsonify, request, url_for
 from pydantic import Field, StringConstraints
 
-from api import schemas
+from api import responses, schemas
+from api.contract import documented
 from api.problems import Problem, unavailable
 from api.security import principal, requires
 from kirana import carts, db, orders
@@ -44,13 +45,17 @@ def _priced(cart: dict) -> Response:
 
 @bp.get("/<store_id>")
 @requires("cart:manage")
+@documented(ok={200: responses.CartOut}, tags=("carts",))
 def show(store_id: str) -> Response:
+    """The signed-in customer's cart at the store (empty if none), priced now."""
     return _priced(carts.get(db.database(), principal().user_id, store_id))
 
 
 @bp.put("/<store_id>/items/<sku>")
 @requires("cart:manage")
+@documented(body=QuantityIn, ok={200: responses.CartOut}, tags=("carts",))
 def set_quantity(store_id: str, sku: str) -> Response:
+    """Set how many of the sku are in the cart (0 removes it): an absolute quantity, so a replay changes nothing."""
     qty = schemas.parse_body(request, QuantityIn).qty
     if qty > settings().max_item_qty:
         raise Problem(422, "validation-error", "Request body is invalid",
@@ -64,19 +69,25 @@ def set_quantity(store_id: str, sku: str) -> Response:
 
 @bp.delete("/<store_id>/items/<sku>")
 @requires("cart:manage")
+@documented(ok={200: responses.CartOut}, tags=("carts",))
 def remove(store_id: str, sku: str) -> Response:
+    """Take the sku out of the cart."""
     return _priced(carts.remove(db.database(), principal().user_id, store_id, sku))
 
 
 @bp.delete("/<store_id>")
 @requires("cart:manage")
+@documented(ok={200: responses.CartOut}, tags=("carts",))
 def clear(store_id: str) -> Response:
+    """Empty the cart."""
     return _priced(carts.clear(db.database(), principal().user_id, store_id))
 
 
 @bp.post("/<store_id>/checkout")
 @requires("cart:manage")
+@documented(body=CheckoutIn, ok={202: responses.OrderOut}, errors=(409,), tags=("carts",))
 def checkout(store_id: str) -> tuple[Response, int, dict[str, str]]:
+    """Order what is in the cart (once per cart version); 409 if it is empty or changed since `version`."""
     body = schemas.parse_body(request, CheckoutIn)
     if (body.payment_method == "token") != (body.token_id is not None):
         raise Problem(422, "validation-error", "Request body is invalid",

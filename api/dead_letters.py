@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from api.contract import documented
 from api.problems import Problem
-from api.schemas import query_int
+from api.responses import DeadLetter, DeadLetterPage
+from api.schemas import DeadLettersQuery, parse_query
 from api.security import client_address, principal, requires
 from kirana import audit, db, dead_letters
 from tasks import audit as audit_task
@@ -32,24 +34,28 @@ def _audit(action: str, letter_id: str, **detail: object) -> None:
 
 @bp.get("")
 @requires("dead_letters:manage")
+@documented(query=DeadLettersQuery, ok={200: DeadLetterPage}, tags=("operations",))
 def index() -> Response:
-    limit = query_int(request, "limit", 50, minimum=1, maximum=500)
-    offset = query_int(request, "offset", 0, minimum=0, maximum=10_000_000)
-    items, total = dead_letters.query(db.database(), task=request.args.get("task") or None,
-                                      status=request.args.get("status") or None,
-                                      order_id=request.args.get("order_id") or None, limit=limit, offset=offset)
-    return jsonify({"items": items, "total": total, "limit": limit, "offset": offset})
+    """Dead letters: work that gave up."""
+    q = parse_query(request, DeadLettersQuery)
+    items, total = dead_letters.query(db.database(), task=q.task, status=q.status, order_id=q.order_id,
+                                      limit=q.limit, offset=q.offset)
+    return jsonify({"items": items, "total": total, "limit": q.limit, "offset": q.offset})
 
 
 @bp.get("/<letter_id>")
 @requires("dead_letters:manage")
+@documented(ok={200: DeadLetter}, tags=("operations",))
 def show(letter_id: str) -> Response:
+    """One dead letter, with its traceback."""
     return jsonify(dead_letters.view(_letter(letter_id), full=True))
 
 
 @bp.post("/<letter_id>/replay")
 @requires("dead_letters:manage")
+@documented(ok={202: DeadLetter}, errors=(409,), tags=("operations",))
 def replay(letter_id: str) -> tuple[Response, int]:
+    """Enqueue the task again (once)."""
     _letter(letter_id)
     try:
         done = replay_letter(letter_id, by=principal().user_id)
@@ -61,7 +67,9 @@ def replay(letter_id: str) -> tuple[Response, int]:
 
 @bp.post("/<letter_id>/discard")
 @requires("dead_letters:manage")
+@documented(ok={200: DeadLetter}, errors=(409,), tags=("operations",))
 def discard(letter_id: str) -> Response:
+    """Close the dead letter without running it."""
     _letter(letter_id)
     try:
         done = dead_letters.discard(db.database(), letter_id, by=principal().user_id)

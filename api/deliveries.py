@@ -9,7 +9,9 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import Field
 
 from api import schemas
+from api.contract import documented
 from api.problems import Problem
+from api.responses import LocationAccepted, OrderOut
 from api.security import principal, requires
 from kirana import db, deliveries, orders, redis_conn
 from kirana.clock import now_ms
@@ -40,7 +42,9 @@ def _refuse(exc: deliveries.DeliveryError) -> Problem:
 
 @bp.post("/<order_id>/assign")
 @requires("deliveries:assign")
+@documented(body=AssignIn, ok={200: OrderOut}, errors=(409,), tags=("deliveries",))
 def assign(order_id: str) -> Response:
+    """Assign a rider to a confirmed order."""
     body = schemas.parse_body(request, AssignIn)
     me = principal()
     database = db.database()
@@ -63,7 +67,9 @@ def _own_delivery(order_id: str) -> dict:
 
 @bp.post("/<order_id>/pickup")
 @requires("deliveries:ride")
+@documented(ok={200: OrderOut}, errors=(409,), tags=("deliveries",))
 def pickup(order_id: str) -> Response:
+    """The rider picked the order up: out for delivery."""
     _own_delivery(order_id)
     try:
         moved = deliveries.pick_up(db.database(), order_id, principal().user_id, publish=publish_order_update)
@@ -75,7 +81,9 @@ def pickup(order_id: str) -> Response:
 
 @bp.post("/<order_id>/delivered")
 @requires("deliveries:ride")
+@documented(ok={200: OrderOut}, errors=(409,), tags=("deliveries",))
 def delivered(order_id: str) -> Response:
+    """The rider handed the order over."""
     _own_delivery(order_id)
     try:
         moved = deliveries.hand_over(db.database(), order_id, principal().user_id, publish=publish_order_update)
@@ -87,7 +95,9 @@ def delivered(order_id: str) -> Response:
 
 @bp.post("/<order_id>/location")
 @requires("deliveries:ride")
+@documented(body=LocationIn, ok={202: LocationAccepted}, errors=(409, 429), tags=("deliveries",))
 def location(order_id: str) -> tuple[Response, int]:
+    """The rider's live location (at most one a second)."""
     body = schemas.parse_body(request, LocationIn)
     order = _own_delivery(order_id)
     if order["status"] != orders.Status.OUT_FOR_DELIVERY:

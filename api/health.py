@@ -8,7 +8,9 @@ import pymongo.errors
 import redis.exceptions
 from flask import Blueprint, Response, jsonify
 
+from api.contract import documented
 from api.problems import Problem
+from api.responses import Healthy, Ready
 from api.security import public
 from kirana import db, liveness, redis_conn, search
 from kirana.config import settings
@@ -23,13 +25,17 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 @public
+@documented(ok={200: Healthy}, tags=("operations",))
 def healthz() -> Response:
+    """The process is up."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
 @public
+@documented(ok={200: Ready}, tags=("operations",))
 def readyz() -> Response:
+    """MongoDB and Redis answer and every pool has a live worker (503 otherwise)."""
     checks: dict[str, Any] = {}
     reasons: list[str] = []
     try:

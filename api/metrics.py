@@ -30,6 +30,7 @@ from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pymongo.database import Database
 
+from api.contract import documented
 from api.health import STALL_AFTER_S
 from api.security import public
 from kirana import db, dead_letters, liveness, outbox, redis_conn, search, sync
@@ -213,5 +214,7 @@ def instrument(app: Flask) -> None:
 
 @bp.get("/metrics")
 @public
+@documented(ok={200: "text/plain"}, tags=("operations",))
 def metrics() -> Response:
+    """Prometheus metrics (text exposition format)."""
     return Response(generate_latest(_registry), mimetype=CONTENT_TYPE_LATEST)

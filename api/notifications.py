@@ -9,8 +9,10 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import StringConstraints
 
 from api import schemas
+from api.contract import documented
 from api.problems import Problem
-from api.schemas import query_int
+from api.responses import NotificationPage, PreferencesOut
+from api.schemas import PageQuery, parse_query
 from api.security import principal, requires
 from kirana import db, notifications
 
@@ -37,16 +39,19 @@ class PreferencesIn(schemas._Body):
 
 @bp.get("")
 @requires("notifications:read")
+@documented(query=PageQuery, ok={200: NotificationPage}, tags=("notifications",))
 def inbox() -> Response:
-    limit = query_int(request, "limit", 50, minimum=1, maximum=200)
-    offset = query_int(request, "offset", 0, minimum=0, maximum=10_000_000)
-    items, total = notifications.inbox(db.database(), principal().user_id, limit=limit, offset=offset)
-    return jsonify({"items": items, "total": total, "limit": limit, "offset": offset})
+    """The user's notifications, newest first, each with its delivery log."""
+    q = parse_query(request, PageQuery)
+    items, total = notifications.inbox(db.database(), principal().user_id, limit=q.limit, offset=q.offset)
+    return jsonify({"items": items, "total": total, "limit": q.limit, "offset": q.offset})
 
 
 @bp.post("/<notification_id>/read")
 @requires("notifications:read")
+@documented(ok={204: None}, tags=("notifications",))
 def read(notification_id: str) -> tuple[str, int]:
+    """Mark a notification read."""
     if not notifications.mark_read(db.database(), principal().user_id, notification_id):
         raise Problem(404, "not-found", "Not Found", f"no notification {notification_id!r} of yours")
     return "", 204
@@ -54,13 +59,17 @@ def read(notification_id: str) -> tuple[str, int]:
 
 @bp.get("/preferences")
 @requires("notifications:read")
+@documented(ok={200: PreferencesOut}, tags=("notifications",))
 def get_preferences() -> Response:
+    """Notification preferences."""
     return jsonify(asdict(notifications.get_preferences(db.database(), principal().user_id)))
 
 
 @bp.put("/preferences")
 @requires("notifications:read")
+@documented(body=PreferencesIn, ok={200: PreferencesOut}, tags=("notifications",))
 def put_preferences() -> Response:
+    """Replace the notification preferences."""
     body = schemas.parse_body(request, PreferencesIn)
     if (body.quiet_start is None) != (body.quiet_end is None):
         raise Problem(422, "validation-error", "Request body is invalid", "give both quiet_start and quiet_end",

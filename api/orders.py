@@ -6,7 +6,9 @@ import pymongo.errors
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from api import schemas
+from api.contract import documented
 from api.problems import Problem, unavailable
+from api.responses import OrderOut
 from api.security import client_address, principal, requires
 from kirana import db, orders, payments
 from kirana.config import settings
@@ -21,7 +23,14 @@ bp = Blueprint("orders", __name__, url_prefix="/api/v1/orders")
 
 @bp.post("")
 @requires("orders:create")
+@documented(body=schemas.OrderIn, headers=schemas.IdempotencyHeaders, ok={202: OrderOut}, errors=(409,),
+            tags=("orders",))
 def submit() -> Response:
+    """Submit an order: answered 202 at once, completed by the orders pool.
+
+    Send an Idempotency-Key: a retry with the same key and body answers with the same order
+    (and `Idempotent-Replayed: true`); the same key with another body is a 409.
+    """
     new = schemas.parse_order(request, principal().user_id)
     key = schemas.idempotency_key(request)
     database = db.database()
@@ -42,7 +51,9 @@ def submit() -> Response:
 
 @bp.get("/<order_id>")
 @requires("orders:read")
+@documented(ok={200: OrderOut}, tags=("orders",))
 def show(order_id: str) -> Response:
+    """An order with its events (404 for an order that is not yours to see)."""
     database = db.database()
     order = orders.get(database, order_id)
     if not can_see_order(principal(), order):
@@ -53,7 +64,9 @@ def show(order_id: str) -> Response:
 
 @bp.post("/<order_id>/cancel")
 @requires("orders:cancel")
+@documented(ok={202: OrderOut}, errors=(409,), tags=("orders",))
 def cancel(order_id: str) -> tuple[Response, int]:
+    """Cancel an order (a paid one is refunded on the payments queue)."""
     database = db.database()
     me = principal()
     order = orders.get(database, order_id)
@@ -68,7 +81,9 @@ def cancel(order_id: str) -> tuple[Response, int]:
 
 @bp.post("/<order_id>/retry-payment")
 @requires("payments:pay")
+@documented(ok={202: OrderOut}, errors=(409,), tags=("payments",))
 def retry_payment(order_id: str) -> tuple[Response, int]:
+    """Open a new payment attempt for an order whose payment failed."""
     database = db.database()
     order = orders.get(database, order_id)
     if order["customer_id"] != principal().user_id:

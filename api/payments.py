@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api import schemas
+from api.contract import documented
 from api.problems import Problem, unavailable
+from api.responses import SavedMethods, VerifiedOut
 from api.security import principal, requires
 from kirana import db, gateway, payments
 from kirana.config import settings
@@ -17,7 +19,9 @@ bp = Blueprint("payments", __name__, url_prefix="/api/v1")
 
 @bp.post("/payments/verify")
 @requires("payments:pay")
+@documented(body=schemas.CheckoutIn, ok={202: VerifiedOut}, errors=(404,), tags=("payments",))
 def verify() -> tuple[Response, int]:
+    """Report what Razorpay Checkout handed the app (signature checked); the capture follows."""
     body = schemas.parse_body(request, schemas.CheckoutIn)
     if not gateway.checkout_signature_valid(settings().razorpay_key_secret, body.razorpay_order_id,
                                             body.razorpay_payment_id, body.razorpay_signature):
@@ -40,7 +44,9 @@ def _customer_id() -> str | None:
 
 @bp.get("/payment-methods")
 @requires("payments:pay")
+@documented(ok={200: SavedMethods}, tags=("payments",))
 def methods() -> Response:
+    """The customer's saved cards."""
     customer = _customer_id()
     if customer is None:
         return jsonify({"items": []})
@@ -55,7 +61,9 @@ def methods() -> Response:
 
 @bp.delete("/payment-methods/<token_id>")
 @requires("payments:pay")
+@documented(ok={204: None}, tags=("payments",))
 def forget(token_id: str) -> tuple[str, int]:
+    """Forget a saved card."""
     customer = _customer_id()
     if customer is None:
         raise Problem(404, "not-found", "Not Found", f"no saved payment method {token_id!r}")

@@ -9,8 +9,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from api import schemas
+from api.contract import documented
 from api.problems import Problem
-from api.schemas import query_int
+from api.responses import ProductOut, ProductPage, ProductWritten
+from api.schemas import ProductsQuery, parse_query
 from api.security import principal, requires
 from kirana import catalog, db
 from kirana.permissions import can_write_catalog
@@ -21,25 +23,29 @@ bp = Blueprint("products", __name__, url_prefix="/api/v1/products")
 
 @bp.get("")
 @requires("products:read")
+@documented(query=ProductsQuery, ok={200: ProductPage}, tags=("catalog",))
 def index() -> Response:
-    limit = query_int(request, "limit", 50, minimum=1, maximum=200)
-    offset = query_int(request, "offset", 0, minimum=0, maximum=10_000_000)
-    category = request.args.get("category") or None
-    store_id = request.args.get("store_id") or None
-    items, total = catalog.list_products(db.database(), limit=limit, offset=offset, category=category,
-                                        store_id=store_id)
-    return jsonify({"items": items, "total": total, "limit": limit, "offset": offset})
+    """The catalog with stock, a page at a time."""
+    q = parse_query(request, ProductsQuery)
+    items, total = catalog.list_products(db.database(), limit=q.limit, offset=q.offset, category=q.category,
+                                        store_id=q.store_id)
+    return jsonify({"items": items, "total": total, "limit": q.limit, "offset": q.offset})
+
 
 
 @bp.get("/<product_id>")
 @requires("products:read")
+@documented(ok={200: ProductOut}, tags=("catalog",))
 def show(product_id: str) -> Response:
+    """One product, with its stock."""
     return jsonify(catalog.product_view(_found(product_id)))
 
 
 @bp.post("")
 @requires("catalog:write")
+@documented(body=schemas.ProductIn, ok={201: ProductWritten}, errors=(409,), tags=("catalog",))
 def create() -> Response:
+    """Put a product on a store's shelf (store roles: their own store; admin: any)."""
     body = schemas.parse_body(request, schemas.ProductIn)
     store_id = body.store_id or principal().store_id
     if store_id is None:
@@ -58,7 +64,9 @@ def create() -> Response:
 
 @bp.patch("/<product_id>")
 @requires("catalog:write")
+@documented(body=schemas.ProductChangeIn, ok={200: ProductWritten}, tags=("catalog",))
 def change(product_id: str) -> Response:
+    """Change a product's name, brand, category, unit or prices."""
     _own(product_id)
     body = schemas.parse_body(request, schemas.ProductChangeIn)
     try:
@@ -70,7 +78,9 @@ def change(product_id: str) -> Response:
 
 @bp.post("/<product_id>/stock")
 @requires("catalog:write")
+@documented(body=schemas.StockChangeIn, ok={200: ProductWritten}, errors=(409,), tags=("catalog",))
 def adjust_stock(product_id: str) -> Response:
+    """Add to (or take from) a product's stock; 409 if that would take more than is on the shelf."""
     _own(product_id)
     body = schemas.parse_body(request, schemas.StockChangeIn)
     try:
@@ -84,7 +94,9 @@ def adjust_stock(product_id: str) -> Response:
 
 @bp.delete("/<product_id>")
 @requires("catalog:write")
+@documented(ok={204: None}, errors=(409,), tags=("catalog",))
 def delete(product_id: str) -> Response:
+    """Take a product off the shelf; 409 while open orders hold its stock."""
     _own(product_id)
     try:
         catalog.delete_product(db.database(), product_id)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from flask import Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from api.problems import Problem
+from kirana import analytics
 from kirana.config import settings
 from kirana.orders import NewOrder, OrderItem, PaymentMethod
 
@@ -164,20 +167,73 @@ class RoleIn(_Body):
     store_id: Ident | None = None
 
 
-def query_int(request: Request, name: str, default: int, *, minimum: int, maximum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not minimum <= value <= maximum:
-        raise Problem(400, "invalid-query", "Invalid query parameter",
-                      f"{name} must be an integer from {minimum} to {maximum}",
-                      errors=[{"field": name, "message": f"expected {minimum}..{maximum}", "type": "int_range"}])
-    return value
+class _Query(BaseModel):
+    # Lax: query values arrive as strings ("20" is the integer 20). An unknown name is a 400, as an
+    # unknown body field is a 422: a misspelt filter must not silently return everything.
+    model_config = ConfigDict(extra="forbid")
 
+
+Limit = Annotated[int, Field(ge=1, le=200)]
+Offset = Annotated[int, Field(ge=0, le=10_000_000)]
+Filter = Annotated[str, StringConstraints(max_length=64)]
+
+
+class PageQuery(_Query):
+    limit: Limit = 50
+    offset: Offset = 0
+
+
+class ProductsQuery(PageQuery):
+    category: Filter | None = None
+    store_id: Filter | None = None
+
+
+class OpsPageQuery(_Query):
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+    offset: Offset = 0
+
+
+_FAR = 10**15  # epoch ms far in the future
+
+
+class AuditQuery(OpsPageQuery):
+    actor: Filter | None = None
+    action: Filter | None = None
+    since: Annotated[int, Field(ge=0, le=_FAR, description="epoch ms, inclusive")] | None = None
+    until: Annotated[int, Field(ge=0, le=_FAR, description="epoch ms, exclusive")] | None = None
+
+
+class DeadLettersQuery(OpsPageQuery):
+    task: Filter | None = None
+    status: Literal["open", "replayed", "discarded"] | None = None
+    order_id: Filter | None = None
+
+
+Query = TypeVar("Query", bound=_Query)
+
+
+def parse_query(request: Request, model: type[Query]) -> Query:
+    """The query string as `model` (an empty value of a known name counts as absent), or a 400 problem."""
+    repeated = sorted(name for name, values in request.args.lists() if len(values) > 1)
+    if repeated:
+        raise Problem(400, "invalid-query", "Invalid query parameter", f"given more than once: {', '.join(repeated)}",
+                      errors=[{"field": name, "message": "give it once", "type": "repeated"} for name in repeated])
+    known = {field.alias or name for name, field in model.model_fields.items()}
+    raw = {name: value for name, value in request.args.items() if value != "" or name not in known}
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        names = ", ".join(sorted({e["field"].split(".")[0] for e in errors}))
+        raise Problem(400, "invalid-query", "Invalid query parameter", f"invalid: {names}",
+                      errors=errors) from None
+
+
+class IdempotencyHeaders(BaseModel):
+    idempotency_key: Annotated[
+        Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[ -~]+$")] | None,
+        Field(alias="Idempotency-Key", description="A retry with the same key answers with the same order"),
+    ] = None
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -241,3 +297,58 @@ class StockChangeIn(_Body):
 class SynonymsIn(_Body):
     terms: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=60)]],
                      Field(min_length=2, max_length=50)]
+
+
+# --- search, loyalty, backups, analytics queries ------------------------------------------------------
+
+MAX_SEARCH_CHARS = 200
+Price = Annotated[int, Field(ge=0, le=10**12, description="paise")]
+
+
+class SuggestQuery(_Query):
+    q: Annotated[str, StringConstraints(max_length=MAX_SEARCH_CHARS)] = ""
+    limit: Annotated[int, Field(ge=1, le=25)] = 10
+
+
+class SearchQuery(_Query):
+    q: Annotated[str, StringConstraints(max_length=MAX_SEARCH_CHARS)] = ""
+    store_id: Filter | None = None
+    category: Filter | None = None
+    brand: Filter | None = None
+    min_price: Price | None = None
+    max_price: Price | None = None
+    in_stock: bool | None = None
+    sort: Literal["relevance", "price_asc", "price_desc", "popularity"] = "relevance"
+    page: Annotated[int, Field(ge=1, le=1000)] = 1
+    per_page: Annotated[int, Field(ge=1, le=100)] = 20
+
+    @field_validator("in_stock", mode="before")
+    @classmethod
+    def _true_or_false(cls, raw: object) -> object:
+        # As documented (docs/errors.md): pydantic alone would also take "1", "yes", "on", "t", ...
+        if isinstance(raw, str) and raw.lower() not in ("true", "false"):
+            raise ValueError("in_stock must be true or false")
+        return raw
+
+
+class BoardQuery(_Query):
+    limit: Annotated[int, Field(ge=1, le=100)] = 10
+
+
+class BackupsQuery(_Query):
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+
+
+class AnalyticsQuery(_Query):
+    from_: Annotated[dt.date | None, Field(alias="from", description="first local day, YYYY-MM-DD "
+                                                                      "(default: 29 days before `to`)")] = None
+    to: Annotated[dt.date | None, Field(description="last local day, YYYY-MM-DD (default: today)")] = None
+    top: Annotated[int, Field(ge=1, le=100)] = analytics.TOP
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _day(cls, raw: object) -> object:
+        # Only a calendar date: pydantic alone would also read "0" or "1700000000" as a Unix time.
+        if isinstance(raw, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
+            raise ValueError("expected a date, YYYY-MM-DD")
+        return raw

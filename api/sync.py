@@ -9,7 +9,8 @@ import pymongo.errors
 from flask import Blueprint, Response, jsonify, request, url_for
 from pydantic import Field, field_validator
 
-from api import schemas
+from api import responses, schemas
+from api.contract import documented
 from api.problems import Problem
 from api.security import principal, requires
 from kirana import db, devices, sync
@@ -55,7 +56,9 @@ class BatchIn(schemas._Body):
 
 @bp.post("")
 @requires("sync:submit")
+@documented(body=BatchIn, ok={202: responses.SyncBatchOut}, errors=(409,), tags=("sync",))
 def submit() -> tuple[Response, int, dict[str, str]]:
+    """Send an offline app's queued operations: stored at once, applied in the device's order by the sync pool."""
     body = schemas.parse_body(request, BatchIn)
     me = principal()
     database = db.database()
@@ -84,7 +87,9 @@ def submit() -> tuple[Response, int, dict[str, str]]:
 
 @bp.get("/<batch_id>")
 @requires("sync:submit")
+@documented(ok={200: responses.SyncBatchOut}, tags=("sync",))
 def show(batch_id: str) -> Response:
+    """A batch sent earlier, with each operation's result so far."""
     database = db.database()
     batch = sync.get_batch(database, principal().user_id, batch_id)
     if batch is None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api import schemas
+from api.contract import documented
 from api.problems import Problem
+from api.responses import UserOut
 from api.security import client_address, principal, requires
 from kirana import accounts, audit, db, tokens
 from kirana.permissions import Role
@@ -16,7 +18,9 @@ bp = Blueprint("users", __name__, url_prefix="/api/v1/users")
 
 @bp.put("/<user_id>/role")
 @requires("users:manage")
+@documented(body=schemas.RoleIn, ok={200: UserOut}, tags=("auth",))
 def set_role(user_id: str) -> Response:
+    """Give a user a role (and a store for store roles); the user's sessions end."""
     body = schemas.parse_body(request, schemas.RoleIn)
     database = db.database()
     try:

@@ -8,12 +8,15 @@ stored. A failure to store answers 503, so Razorpay delivers again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
 
 from api import metrics
+from api.contract import documented
 from api.problems import Problem, unavailable
+from api.responses import WebhookAck
 from api.security import public
 from kirana import db, gateway, webhooks
 from kirana.config import settings
@@ -40,9 +43,27 @@ def _store_and_enqueue(docs: list[dict[str, Any]]) -> list[bool]:
 _events: GroupCommit[dict[str, Any], bool] = GroupCommit(_store_and_enqueue, max_batch=200, name="webhook-ingest")
 
 
+class RazorpayEvent(BaseModel):
+    """A Razorpay webhook event; the raw body is what the signature covers (kirana.webhooks reads it)."""
+
+    model_config = ConfigDict(extra="allow")
+    event: str
+    payload: dict[str, Any] | None = None
+    created_at: int | None = None
+
+
+class SignatureHeaders(BaseModel):
+    signature: Annotated[str, Field(alias="X-Razorpay-Signature",
+                                    description="hex HMAC-SHA256 of the raw body with the webhook secret")]
+    event_id: Annotated[str | None, Field(alias="X-Razorpay-Event-Id",
+                                          description="Razorpay's id of the event (deduplicates)")] = None
+
+
 @bp.post("/razorpay")
 @public  # authenticated by its signature instead of a token
+@documented(body=RazorpayEvent, headers=SignatureHeaders, ok={200: WebhookAck}, tags=("payments",))
 def razorpay() -> Response:
+    """Razorpay webhooks: the signature is checked, the event stored once and handled on the webhooks queue."""
     body = request.get_data(cache=False)
     signature = request.headers.get("X-Razorpay-Signature", "")
     cfg = settings()
