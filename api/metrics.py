@@ -24,12 +24,13 @@ from typing import Any
 import pymongo.errors
 import redis.exceptions
 from celery.signals import before_task_publish
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pymongo.database import Database
 
+from api import tracing
 from api.contract import documented
 from api.health import STALL_AFTER_S
 from api.security import public
@@ -184,19 +185,15 @@ WEBHOOK_SIGNATURE_FAILURES = Counter("kirana_webhook_signature_failures",
                                      "Webhooks refused for a missing or wrong signature", ["provider"], registry=_own)
 
 
-def _start_timer() -> None:
-    g.metrics_started = time.perf_counter()
-
-
 def _observe(response: Response) -> Response:
-    started = g.pop("metrics_started", None)
-    if started is None:
+    elapsed = tracing.elapsed_s()  # started by api/tracing.py, before security.enforce
+    if elapsed is None:
         return response
     # The URL rule, not the path: /api/v1/orders/<order_id> is one series, not one per order.
     rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
     labels = (rule, request.method, str(response.status_code))
     REQUESTS.labels(*labels).inc()
-    LATENCY.labels(*labels).observe(time.perf_counter() - started)
+    LATENCY.labels(*labels).observe(elapsed)
     return response
 
 
@@ -206,7 +203,6 @@ def _count_publish(sender: str | None = None, routing_key: str | None = None, **
 
 def instrument(app: Flask) -> None:
     """Time every request and count every task the API publishes."""
-    app.before_request(_start_timer)
     app.after_request(_observe)
     # Only the API process counts its enqueues here; celery-exporter sees every publisher's task-sent events.
     before_task_publish.connect(_count_publish, weak=False)

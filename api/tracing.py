@@ -44,12 +44,18 @@ def _start() -> None:
     g.request_started = time.perf_counter()
 
 
+def elapsed_s() -> float | None:
+    """Seconds since this request began (the one clock the request line and the metrics share)."""
+    started = g.get("request_started")
+    return time.perf_counter() - started if started is not None else None
+
+
 def _finish(response: Response) -> Response:
     rid = request_id()
     if rid:
         response.headers[HEADER] = rid
-    started = g.get("request_started")
-    elapsed_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
+    elapsed = elapsed_s()
+    elapsed_ms = round(elapsed * 1000, 2) if elapsed is not None else None
     log.info("request", extra={
         "method": request.method,
         "route": request.url_rule.rule if request.url_rule else None,
