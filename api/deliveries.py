@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import Field
@@ -70,13 +71,7 @@ def _own_delivery(order_id: str) -> dict:
 @documented(ok={200: OrderOut}, errors=(409,), tags=("deliveries",))
 def pickup(order_id: str) -> Response:
     """The rider picked the order up: out for delivery."""
-    _own_delivery(order_id)
-    try:
-        moved = deliveries.pick_up(db.database(), order_id, principal().user_id, publish=publish_order_update)
-    except deliveries.DeliveryError as exc:
-        raise _refuse(exc) from None
-    notification_tasks.order_event(order_id, "order_out_for_delivery")
-    return jsonify(orders.view(moved, orders.events(db.database(), order_id)))
+    return _ride(order_id, deliveries.pick_up, "order_out_for_delivery")
 
 
 @bp.post("/<order_id>/delivered")
@@ -84,12 +79,17 @@ def pickup(order_id: str) -> Response:
 @documented(ok={200: OrderOut}, errors=(409,), tags=("deliveries",))
 def delivered(order_id: str) -> Response:
     """The rider handed the order over."""
+    return _ride(order_id, deliveries.hand_over, "order_delivered")
+
+
+def _ride(order_id: str, step: Callable[..., dict[str, Any]], event: str) -> Response:
+    """One step of the rider's own delivery, then the customer's notification."""
     _own_delivery(order_id)
     try:
-        moved = deliveries.hand_over(db.database(), order_id, principal().user_id, publish=publish_order_update)
+        moved = step(db.database(), order_id, principal().user_id, publish=publish_order_update)
     except deliveries.DeliveryError as exc:
         raise _refuse(exc) from None
-    notification_tasks.order_event(order_id, "order_delivered")
+    notification_tasks.order_event(order_id, event)
     return jsonify(orders.view(moved, orders.events(db.database(), order_id)))
 
 

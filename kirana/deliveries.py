@@ -34,18 +34,22 @@ def assign(db: Database, order_id: str, rider_id: str) -> dict[str, Any]:
 
 
 def pick_up(db: Database, order_id: str, rider_id: str, publish: Publisher | None = None) -> dict[str, Any]:
-    moved = orders.move(db, order_id, Status.CONFIRMED, Status.OUT_FOR_DELIVERY, guard={"rider_id": rider_id},
-                        detail={"rider_id": rider_id}, publish=publish)
-    if moved is None:
-        raise DeliveryError("the order is not confirmed, or not assigned to you")
-    return moved
+    return _advance(db, order_id, rider_id, Status.CONFIRMED, Status.OUT_FOR_DELIVERY, publish=publish,
+                    refusal="the order is not confirmed, or not assigned to you")
 
 
 def hand_over(db: Database, order_id: str, rider_id: str, publish: Publisher | None = None) -> dict[str, Any]:
-    moved = orders.move(db, order_id, Status.OUT_FOR_DELIVERY, Status.DELIVERED, guard={"rider_id": rider_id},
-                        detail={"rider_id": rider_id}, publish=publish)
+    return _advance(db, order_id, rider_id, Status.OUT_FOR_DELIVERY, Status.DELIVERED, publish=publish,
+                    refusal="the order is not out for delivery with you")
+
+
+def _advance(db: Database, order_id: str, rider_id: str, expected: Status, to: Status, *,
+             publish: Publisher | None, refusal: str) -> dict[str, Any]:
+    """Move the order on, only if it is where the rider's step starts and assigned to this rider."""
+    moved = orders.move(db, order_id, expected, to, guard={"rider_id": rider_id}, detail={"rider_id": rider_id},
+                        publish=publish)
     if moved is None:
-        raise DeliveryError("the order is not out for delivery with you")
+        raise DeliveryError(refusal)
     return moved
 
 
