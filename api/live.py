@@ -26,7 +26,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pymongo.errors
@@ -262,6 +262,26 @@ def _watch(ws: WebSocket, hub: Hub, sub: Subscription, order_id: str) -> None:
     state = _state(principal, order_id)
     _send(ws, {"type": "state", "order": state})
     known = _Known(state)
+    for item, checked in _items(ws, sub, token, "orders:read", principal):
+        if isinstance(item, Resync):
+            if item.generation <= generation:
+                continue  # the state sent was read under this subscription already
+            # The subscription was down for a while: updates may have been missed.
+            generation = item.generation
+            state = _state(checked, order_id)
+            _send(ws, {"type": "state", "order": state})
+            known = _Known(state)
+        elif not known.stale(item.message):
+            ws.send(item.text)
+
+
+def _items(ws: WebSocket, sub: Subscription, token: str | None, permission: str,
+           principal: Principal) -> Iterator[tuple[Update | Resync, Principal]]:
+    """The subscription's updates and resyncs, with the principal as last checked, while the socket lives.
+
+    Between items the client's frames are drained and, every REAUTH_S, its token is checked
+    again; it ends when the hub dropped the subscription (too slow) or the socket closed.
+    """
     checked_at = time.monotonic()
     while True:
         try:
@@ -273,23 +293,14 @@ def _watch(ws: WebSocket, hub: Hub, sub: Subscription, order_id: str) -> None:
         _drain(ws)
         if time.monotonic() - checked_at > REAUTH_S:
             try:
-                principal = _authenticate(token)
+                principal = _authenticate(token, permission)
             except Refused as refused:
                 if refused.status != 503:  # a database blip must not disconnect everyone
                     raise
             checked_at = time.monotonic()
-        if item is None or not isinstance(item, Update | Resync):
-            continue  # a Wake: the checks above were all it was for
-        if isinstance(item, Resync):
-            if item.generation <= generation:
-                continue  # the state sent was read under this subscription already
-            # The subscription was down for a while: updates may have been missed.
-            generation = item.generation
-            state = _state(principal, order_id)
-            _send(ws, {"type": "state", "order": state})
-            known = _Known(state)
-        elif not known.stale(item.message):
-            ws.send(item.text)
+        if isinstance(item, Update | Resync):
+            yield item, principal
+        # else a Wake (or nothing): the checks above were all it was for
 
 
 @_sock.route("/ws/orders/<order_id>", bp=bp)
@@ -322,25 +333,10 @@ def _watch_sync(ws: WebSocket, hub: Hub, principal: Principal, token: str | None
     generation = hub.generation
     # From here on every result published for this user reaches the socket.
     _send(ws, {"type": "ready"})
-    checked_at = time.monotonic()
-    while True:
-        try:
-            item = sub.get(timeout=POLL_S)
-        except queue.Empty:
-            item = None
-        if sub.dropped or not ws.connected:
-            return
-        _drain(ws)
-        if time.monotonic() - checked_at > REAUTH_S:
-            try:
-                _authenticate(token, "sync:submit")
-            except Refused as refused:
-                if refused.status != 503:
-                    raise
-            checked_at = time.monotonic()
+    for item, _ in _items(ws, sub, token, "sync:submit", principal):
         if isinstance(item, Update):
             ws.send(item.text)
-        elif isinstance(item, Resync) and item.generation > generation:
+        elif item.generation > generation:
             # Results may have been published while the subscription was down: read GET /api/v1/sync/<id>.
             generation = item.generation
             _send(ws, {"type": "resync"})
