@@ -40,7 +40,13 @@ def _store_and_enqueue(docs: list[dict[str, Any]]) -> list[bool]:
     return stored
 
 
-_events: GroupCommit[dict[str, Any], bool] = GroupCommit(_store_and_enqueue, max_batch=200, name="webhook-ingest")
+# Under load the writer waits 2 ms to gather more events per write: each write costs
+# an insert_many and a Celery publish (~0.5 ms of CPU) whatever its size. Measured
+# (bench --only webhooks, 24 clients): 649 -> 791 events/s, API CPU 1.90 -> 1.57 ms
+# per event; 5 ms gathered more but answered slower (711/s).
+GATHER_S = 0.002
+_events: GroupCommit[dict[str, Any], bool] = GroupCommit(_store_and_enqueue, max_batch=200, gather_s=GATHER_S,
+                                                         name="webhook-ingest")
 
 
 class RazorpayEvent(BaseModel):
