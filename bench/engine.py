@@ -36,7 +36,7 @@ from types import FrameType
 
 import redis
 
-from bench.procstat import CpuMeter, machine_busy_s
+from bench.procstat import CpuMeter, machine_busy_s, reference_ms
 from kirana.config import ROOT
 from stack import servers
 
@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--only takes {','.join(ENGINES)}")
     cores = os.cpu_count() or 1
     load = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    speed = reference_ms()
     bench_py = str(ensure_bench_venv()) if {"c", "d"} & set(only) else sys.executable
     tmp = Path(tempfile.mkdtemp(prefix="kirana-bench-engine-"))
     port = servers.free_port()
@@ -283,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     elapsed = time.monotonic() - t0
     print(table(results, batch, args.tasks, cores, load))
+    print(f"Machine speed: a reference Python workload took {speed:.0f} ms of CPU (bench.procstat.reference_ms;"
+          " lower is faster: compare runs at similar speeds only)")
     print(f"\nMachine busy {machine_busy_s() - busy0:.0f} CPU-s of {elapsed * cores:.0f} over the run "
           f"({elapsed:.0f} s); load average after: " + "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0

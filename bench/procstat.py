@@ -7,6 +7,7 @@ processes whose session id is the pid the bench started.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -33,6 +34,27 @@ def session_cpu_s(sessions: Mapping[str, int]) -> dict[str, float]:
         if name is not None:
             totals[name] += (int(fields[_UTIME]) + int(fields[_STIME])) / CLOCK_TICKS
     return totals
+
+
+def _reference_work() -> None:
+    for i in range(40_000):
+        doc = {"_id": f"evt_{i}", "amount": i * 100, "items": [i, i + 1], "ok": True}
+        json.loads(json.dumps(doc))
+
+
+def reference_ms() -> float:
+    """CPU ms of a fixed pure-Python workload (dicts, strings, json): best of 3.
+
+    Machines of the same kind differ: this one's runs of the same code and the
+    same bench differed by 1.8x on two days. Printed beside each figure so that
+    runs are compared only at similar speeds (lower is faster).
+    """
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        _reference_work()
+        best = min(best, time.process_time() - started)
+    return best * 1000
 
 
 def machine_busy_s() -> float:
