@@ -45,7 +45,7 @@ CONSTRAINTS = ROOT / "bench" / "engine-constraints.txt"
 RIVAL_PACKAGES = ("dramatiq", "huey", "redis")
 POLL_S = 0.002
 DRAIN_TIMEOUT_S = 300.0
-ENGINES = ("a", "b", "c", "d")
+ENGINES = ("a", "b", "c", "d", "e")
 
 
 def log(message: str) -> None:
@@ -139,6 +139,12 @@ def engines(py: str, bench_py: str, redis_url: str, cores: int) -> dict[str, Eng
                     [str(Path(bench_py).with_name("huey_consumer")), "bench.engine_rivals.huey_app",
                      "-k", "process", "-w", str(cores)],
                     lambda r: int(r.llen(HUEY_QUEUE)), {**base, "BENCH_RIVAL": "huey"}),
+        "e": Engine("e", "Celery, leanest", f"{cores} x solo pool, acks early, prefetch 64, events off",
+                    [py, "-m", "bench.engine_produce", "floor"],
+                    ["sh", "-c", " & ".join(
+                        f"{py} -m celery -A bench.engine_floor worker -P solo -l WARNING -n floor{i}@%h "
+                        "--without-gossip --without-mingle --without-heartbeat" for i in range(cores)) + " & wait"],
+                    _llen_plus_hlen("celery", "unacked"), base),
     }
 
 
@@ -221,7 +227,7 @@ def table(results: dict[str, Result], batch: dict[str, float] | None, n: int, co
     if b is not None:
         lines.append("")
         parts = []
-        for key in ("a", "c", "d"):
+        for key in ("a", "c", "d", "e"):
             other = results.get(key)
             if other is not None:
                 parts.append(f"(b)/({key}) drain {ratio(b.rate, other.rate)}, CPU/task {ratio(b.cpu_us, other.cpu_us)}")
@@ -231,13 +237,17 @@ def table(results: dict[str, Result], batch: dict[str, float] | None, n: int, co
             if batch:
                 parts.append(f"batched/(a) enqueue {ratio(batch['rate'], a.enqueue['rate'])}")
         lines.append("Ratios: " + "; ".join(parts))
+    e = results.get("e")
+    if e is not None:
+        rivals = [f"(e)/({key}) drain {ratio(e.rate, results[key].rate)}" for key in ("c", "d") if key in results]
+        lines.append("Celery's ceiling on this machine (e): " + ("; ".join(rivals) or f"{e.rate:,.0f} tasks/s"))
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=5000, help="no-op tasks per engine (5000)")
-    parser.add_argument("--only", default="a,b,c,d", help="engines to run, comma separated (a,b,c,d)")
+    parser.add_argument("--only", default="a,b,c,d,e", help="engines to run, comma separated (a,b,c,d,e)")
     parser.add_argument("--no-batch", dest="batch", action="store_false", help="skip the batched enqueue path")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory and the worker logs")
     return parser.parse_args(argv)

@@ -1,6 +1,7 @@
 """One producer process of `python -m bench.engine`: enqueue N no-op tasks, print one JSON line.
 
     python -m bench.engine_produce stock N          stock Celery: task.delay()
+    python -m bench.engine_produce floor N          Celery at its leanest (bench/engine_floor.py): task.delay()
     python -m bench.engine_produce kirana N         Kirana: tasks.reliability.enqueue (what the API calls)
     python -m bench.engine_produce kirana-batch N   Kirana: tasks.reliability.enqueue_many (one batch)
 
@@ -16,8 +17,11 @@ import time
 from collections.abc import Callable
 
 
-def _stock() -> Callable[[int], None]:
-    from bench.engine_stock import noop
+def _stock(floor: bool = False) -> Callable[[int], None]:
+    if floor:
+        from bench.engine_floor import noop
+    else:
+        from bench.engine_stock import noop
 
     def send(n: int) -> None:
         for i in range(n):
@@ -44,6 +48,7 @@ def _kirana(batch: bool) -> Callable[[int], None]:
 
 PATHS: dict[str, Callable[[], Callable[[int], None]]] = {
     "stock": _stock,
+    "floor": lambda: _stock(floor=True),
     "kirana": lambda: _kirana(batch=False),
     "kirana-batch": lambda: _kirana(batch=True),
 }
