@@ -5,6 +5,6 @@ from kirana import logs
 from kirana.config import settings
 
 # JSON log lines with the request id (kirana/logs.py), for the API and the ws server.
-logs.configure(settings().log_level)
+logs.configure(settings().log_level, buffered=True)
 
 app = create_app()

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import sys
+import threading
+import time
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -82,8 +85,63 @@ _SHARED: list[Any] = [
 ]
 
 
-def configure(level: str | int = "INFO", *, stream: Any = None) -> None:
-    """Route every standard-library logger through one JSON renderer on stderr."""
+class BufferedLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Lines written in batches: at most `flush_s` late, at once from WARNING up.
+
+    Why: the API logs a line per request, and a write (and its flush) per line
+    from many threads costs far more than the line itself: each write gives up
+    the GIL, and the writer waits to get it back behind the other request
+    threads. Measured on webhook ingest: ~0.3 ms of CPU per request. Lines
+    still held when the process is killed with SIGKILL are lost (at most
+    `flush_s` of them); a normal exit flushes them (logging.shutdown).
+    """
+
+    def __init__(self, stream: Any = None, *, flush_s: float = 0.1) -> None:
+        super().__init__(stream)
+        self._flush_s = flush_s
+        self._lines: list[str] = []
+        self._pid: int | None = None
+        os.register_at_fork(before=self.flush, after_in_child=self._forget)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(line)
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="log-flush", daemon=True).start()
+        if record.levelno >= logging.WARNING:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._lines:
+                lines, self._lines = self._lines, []
+                try:
+                    self.stream.write("\n".join(lines) + "\n")
+                    self.stream.flush()
+                except (OSError, ValueError):  # stream closed or gone: nothing left to tell
+                    pass
+
+    def _forget(self) -> None:
+        self._lines = []  # the parent flushed these before forking
+        self._pid = None
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._flush_s)
+            self.flush()
+
+
+def configure(level: str | int = "INFO", *, stream: Any = None, buffered: bool = False) -> None:
+    """Route every standard-library logger through one JSON renderer on stderr.
+
+    `buffered`: write lines in batches (BufferedLineHandler), for the API.
+    """
     structlog.configure(
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -98,7 +156,7 @@ def configure(level: str | int = "INFO", *, stream: Any = None) -> None:
             structlog.processors.JSONRenderer(),
         ],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = BufferedLineHandler(stream or sys.stderr) if buffered else logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

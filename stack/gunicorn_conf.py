@@ -35,6 +35,15 @@ def child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+def worker_exit(server: Any, worker: Any) -> None:
+    # The API writes log lines in batches (kirana.logs.BufferedLineHandler): write
+    # what is held before the worker goes, which may not run atexit handlers.
+    import logging
+
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 def on_exit(server: Any) -> None:
     if _OWN:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

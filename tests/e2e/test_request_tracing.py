@@ -12,6 +12,7 @@ import pytest
 
 from kirana import db as collections
 from kirana.seed import STORES
+from tests.harness import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +52,8 @@ def test_one_request_id_finds_every_task_of_the_order(stack, customer) -> None: 
     assert customer.wait_terminal(order_id)["status"] == "confirmed"
 
     run_dir = Path(stack.run_dir)
-    api_lines = _lines_with(run_dir, "api.log", rid)
+    # The API writes its lines in batches, at most 0.1 s late (kirana.logs.BufferedLineHandler).
+    api_lines = eventually(lambda: _lines_with(run_dir, "api.log", rid), timeout=5, what="the API's request line")
     assert any(line.get("route") == "/api/v1/orders" and line.get("status") == 202 for line in api_lines), api_lines
 
     # The confirmation's notification is delivered last; wait for its line.

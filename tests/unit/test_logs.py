@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import time
 
 import pytest
 
@@ -58,3 +60,44 @@ def test_card_numbers_pass_the_luhn_check_and_ids_do_not_count() -> None:
     assert logs.card_numbers("4111111111111112") == []
     # A task id (a UUID) whose digit groups happen to pass the Luhn check is not a card number.
     assert logs.card_numbers("Task x[10087231-3156-4558-8c2a-332dd7953c36] received") == []
+
+
+def test_buffered_lines_come_out_in_order_soon_and_warnings_at_once() -> None:
+    out = io.StringIO()
+    handler = logs.BufferedLineHandler(out, flush_s=0.05)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("kirana.test.buffered")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        for i in range(5):
+            log.info("line %d", i)
+        assert out.getvalue() == "", "written per line: not buffered"
+        log.warning("trouble")
+        assert out.getvalue().splitlines() == [*(f"line {i}" for i in range(5)), "trouble"]
+        log.info("later")
+        deadline = time.monotonic() + 2
+        while "later" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert out.getvalue().splitlines()[-1] == "later", "a buffered line never came out"
+    finally:
+        log.removeHandler(handler)
+
+
+def test_a_forked_child_does_not_write_its_parents_buffered_lines_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "log"
+    with open(path, "a") as stream:
+        handler = logs.BufferedLineHandler(stream, flush_s=60)
+        handler.setFormatter(logging.Formatter("%(process)d %(message)s"))
+        record = logging.LogRecord("kirana.test", logging.INFO, __file__, 1, "before fork", None, None)
+        handler.emit(record)
+        pid = os.fork()
+        if pid == 0:  # the child: one line of its own, then out without running the parent's atexit
+            handler.emit(logging.LogRecord("kirana.test", logging.INFO, __file__, 1, "child", None, None))
+            handler.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        handler.flush()
+    messages = [line.split(" ", 1)[1] for line in path.read_text().splitlines()]
+    assert sorted(messages) == ["before fork", "child"], messages
