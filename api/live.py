@@ -9,7 +9,7 @@
 
 The route is declared public because a browser cannot send an Authorization
 header with a WebSocket upgrade; the token is checked here, on connect, and
-again every REAUTH_S (a logout or an expired token ends the socket). Someone
+again every WS_REAUTH_S (a logout or an expired token ends the socket). Someone
 else's order and no order at all get the same 404, as over HTTP.
 
 The route is served by its own gunicorn process with the gevent worker
@@ -57,8 +57,6 @@ READY_WAIT_S = 2.0
 POLL_S = 15.0
 # Reads of an order and its events until they agree (see _state).
 STATE_READS = 3
-# The token is checked again this often: logout and expiry end a socket within this time.
-REAUTH_S = 60.0
 
 
 class _WakingEvent:
@@ -279,19 +277,22 @@ def _items(ws: WebSocket, sub: Subscription, token: str | None, permission: str,
            principal: Principal) -> Iterator[tuple[Update | Resync, Principal]]:
     """The subscription's updates and resyncs, with the principal as last checked, while the socket lives.
 
-    Between items the client's frames are drained and, every REAUTH_S, its token is checked
+    Between items the client's frames are drained and, every WS_REAUTH_S, its token is checked
     again; it ends when the hub dropped the subscription (too slow) or the socket closed.
     """
+    reauth_s = settings().ws_reauth_s
     checked_at = time.monotonic()
     while True:
+        # Wake for the next check on time, not up to a poll late.
+        due_in = reauth_s - (time.monotonic() - checked_at)
         try:
-            item = sub.get(timeout=POLL_S)
+            item = sub.get(timeout=max(0.05, min(POLL_S, due_in)))
         except queue.Empty:
             item = None
         if sub.dropped or not ws.connected:
             return  # too slow (the hub has aborted the socket) or gone
         _drain(ws)
-        if time.monotonic() - checked_at > REAUTH_S:
+        if time.monotonic() - checked_at >= reauth_s:
             try:
                 principal = _authenticate(token, permission)
             except Refused as refused:

@@ -59,6 +59,8 @@ class Settings:
     api_threads: int = 8
     # The WebSocket server (gevent): 0 means API_PORT + 1, so parallel stacks do not collide.
     ws_port: int = 0
+    # Open WebSockets check their token again this often: logout and expiry end them within it.
+    ws_reauth_s: float = 60.0
     ws_workers: int = 1
     ws_worker_connections: int = 5000
     flower_port: int = 5555
@@ -178,6 +180,7 @@ class Settings:
             log_level=_env("LOG_LEVEL", cls.log_level).upper(),
             api_threads=_int("API_THREADS", cls.api_threads),
             ws_port=_int("WS_PORT", cls.ws_port),
+            ws_reauth_s=_float("WS_REAUTH_S", cls.ws_reauth_s),
             ws_workers=_int("WS_WORKERS", cls.ws_workers),
             ws_worker_connections=_int("WS_WORKER_CONNECTIONS", cls.ws_worker_connections),
             flower_port=_int("FLOWER_PORT", cls.flower_port),
@@ -262,6 +265,7 @@ ENV_NAMES: dict[str, str] = {
     "api_workers": "API_WORKERS",
     "api_threads": "API_THREADS",
     "ws_port": "WS_PORT",
+    "ws_reauth_s": "WS_REAUTH_S",
     "ws_workers": "WS_WORKERS",
     "ws_worker_connections": "WS_WORKER_CONNECTIONS",
     "flower_port": "FLOWER_PORT",

@@ -50,11 +50,11 @@ def api_server(run_dir: Path, cfg: Settings, name: str = "api", **env: str) -> s
                           log=run_dir / f"{name}.log")
 
 
-def ws_server(run_dir: Path, cfg: Settings, name: str = "ws") -> servers.Server:
+def ws_server(run_dir: Path, cfg: Settings, name: str = "ws", **env: str) -> servers.Server:
     """The same app under gunicorn's gevent worker, serving /ws/ (live order updates)."""
     port = servers.free_port()
-    return servers.Server(name, ws_command(cfg, port), port, env=servers.process_env(cfg.redis_url, cfg.mongo_url),
-                          log=run_dir / f"{name}.log")
+    return servers.Server(name, ws_command(cfg, port), port,
+                          env=servers.process_env(cfg.redis_url, cfg.mongo_url, **env), log=run_dir / f"{name}.log")
 
 
 class Stack:

@@ -15,6 +15,8 @@ import socket
 import statistics
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +34,7 @@ from kirana.orders import NewOrder, OrderItem, PaymentMethod, Status
 from kirana.permissions import Role
 from kirana.seed import STORES
 from tasks.base import publish_order_update
-from tests.harness import Client
+from tests.harness import Client, ws_server
 
 pytestmark = pytest.mark.e2e
 
@@ -170,6 +172,40 @@ def test_a_logged_out_token_is_refused(stack) -> None:  # type: ignore[no-untype
 
     assert (message["status"], code) == (401, 4401)
     assert "log in again" in message["detail"]
+
+
+@pytest.fixture(scope="module")
+def quick_reauth_ws(stack) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A ws server of its own that checks open sockets' tokens every second, on the stack's Redis and MongoDB."""
+    with ws_server(Path(stack.run_dir), stack.cfg, name="ws-reauth", WS_REAUTH_S="1") as server:
+        yield f"ws://127.0.0.1:{server.port}"
+
+
+def test_an_open_socket_ends_once_its_session_is_revoked_and_others_live_on(stack, quick_reauth_ws) -> None:  # type: ignore[no-untyped-def]
+    leaving, staying = stack.customer(), stack.customer()
+    leaving_order, staying_order = _held_order(stack, leaving), _held_order(stack, staying)
+
+    def watch(order_id: str, who: Client) -> ClientConnection:
+        return connect(f"{quick_reauth_ws}/ws/orders/{order_id}?access_token={_token(who)}", proxy=None,
+                       open_timeout=10, close_timeout=2)
+
+    with watch(leaving_order, leaving) as gone, watch(staying_order, staying) as kept:
+        assert _recv(gone)["type"] == "state" and _recv(kept)["type"] == "state"
+        time.sleep(1.5)  # a check passes with both sessions open: nobody is closed
+        assert leaving.http.post(leaving.url("/api/v1/auth/logout")).status_code == 204
+        revoked_at = time.monotonic()
+
+        message = _recv(gone, timeout=5)
+        with pytest.raises(ConnectionClosed) as closed:
+            gone.recv(timeout=5)
+        assert time.monotonic() - revoked_at < 3, "not ended within WS_REAUTH_S (1 s) and a margin"
+        assert (message["type"], message["status"]) == ("error", 401), message
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+        # The other customer's socket outlived the checks and still gets its updates.
+        _move(stack, staying_order, Status.ACCEPTED, Status.PROCESSING)
+        update = _recv(kept, timeout=5)
+        assert (update["type"], update["status"]) == ("status", "processing"), update
 
 
 async def _open(stack: Any, order_id: str, token: str, gate: asyncio.Semaphore) -> AsyncConnection:
