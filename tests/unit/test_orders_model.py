@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kirana import liveness
@@ -55,6 +57,17 @@ def test_settings_come_from_the_environment_with_typed_defaults(monkeypatch) -> 
     monkeypatch.setenv("WORKER_ALIVE_WINDOW_S", "2.5")
     cfg = Settings.from_env()
     assert (cfg.api_port, cfg.worker_alive_window_s) == (9001, 2.5)
+    monkeypatch.setenv("API_PORT", "")  # set but empty: the default
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    monkeypatch.setenv("KIRANA_DATA_DIR", "/srv/kirana")
+    monkeypatch.setenv("RAZORPAY_WEBHOOK_SECRET_PREVIOUS", "")  # an empty text is a value
+    cfg = Settings.from_env()
+    assert (cfg.api_port, cfg.log_level, cfg.data_dir) == (Settings.api_port, "DEBUG", Path("/srv/kirana"))
+    assert cfg.razorpay_webhook_secret_previous == ""
     monkeypatch.setenv("API_PORT", "eighty")
     with pytest.raises(ValueError, match="API_PORT must be an integer"):
+        Settings.from_env()
+    monkeypatch.setenv("API_PORT", "9001")
+    monkeypatch.setenv("REDIS_TIMEOUT_S", "soon")
+    with pytest.raises(ValueError, match="REDIS_TIMEOUT_S must be a number"):
         Settings.from_env()
