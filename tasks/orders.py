@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import pymongo.errors
@@ -18,7 +19,7 @@ from tasks import payments as payment_tasks
 from tasks import reliability
 from tasks import search as search_tasks
 from tasks.app import app
-from tasks.base import KiranaTask, publish_order_update
+from tasks.base import TRANSIENT, KiranaTask, publish_order_update
 from tasks.reliability import run_once
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,22 @@ LEASE_MS = 2 * HARD_LIMIT_S * 1000
 SWEEP_BATCH = 500
 
 
-@app.task(name="orders.process", base=KiranaTask, soft_time_limit=SOFT_LIMIT_S, time_limit=HARD_LIMIT_S)
-def process(order_id: str) -> str:
+@app.task(name="orders.process", base=KiranaTask, bind=True, soft_time_limit=SOFT_LIMIT_S,
+          time_limit=HARD_LIMIT_S)
+def process(self: KiranaTask, order_id: str, claim_token: str | None = None) -> str:
+    # A fresh claim token per delivery (two live deliveries of one message must not
+    # share a claim), kept by this run's retries: a run that claimed the order and
+    # failed transiently could not always give its claim up (MongoDB down), and its
+    # retry must find the claim its own instead of waiting for the lease to run out.
+    token = claim_token or uuid.uuid4().hex
     try:
         outcome = fulfilment.process_order(db.database(), order_id, lease_ms=LEASE_MS,
                                            pay_within_ms=settings().payment_expiry_s * 1000,
-                                           publish=publish_order_update)
+                                           publish=publish_order_update, claim_token=token)
+    except TRANSIENT:
+        # KiranaTask's autoretry re-sends this request's kwargs: the retry carries the token.
+        self.request.kwargs = {**(self.request.kwargs or {}), "claim_token": token}
+        raise
     except orders.OrderNotFound:
         # Withdrawn by the API after a failed enqueue whose message got through.
         log.warning("order %s not found; nothing to do", order_id)

@@ -29,10 +29,11 @@ EXPECTED_EVENTS = {
 # Signatures of project bugs found by this suite (see the report that came with it).
 KNOWN_BUGS = {
     "retry-loses-own-lease": (
-        "orders.process run again for an order it had claimed (a retry after a transient MongoDB error, or a "
-        "redelivery before the 60 s lease ran out) claims with a new token, finds the earlier lease live and "
-        "returns, acked: the order stays 'processing', holding stock, until the lease has run out and beat's "
-        "requeue_stuck re-enqueues it (kirana/fulfilment.py _claim, tasks/orders.py process)"),
+        "orders.process delivered again for an order an earlier delivery had claimed (a redelivery before the "
+        "60 s lease ran out: its worker was killed mid-run) claims with a new token, finds the earlier lease "
+        "live and returns, acked: the order stays 'processing', holding stock, until the lease has run out and "
+        "beat's requeue_stuck re-enqueues it (kirana/fulfilment.py _claim, tasks/orders.py process). A retry "
+        "after a transient MongoDB error no longer does: it carries its run's token (fixed 2026-11-28)"),
     "503-after-enqueue": (
         "POST /api/v1/orders stored and enqueued the order, then re-read its events from MongoDB for the "
         "body; that read failed and the answer was 503 'nothing was stored' (api/orders.py submit)"),
