@@ -603,10 +603,15 @@ class Finish:
                 f"beat (orders.requeue_stuck + payments.reconcile) {len(self.sweeps)}x from +{self.sweeps[0]:.0f}s")
 
 
+# After the last order is final, how long the wait goes on for retries still due (an ETA holds at
+# most its queue's max countdown: 20 s for orders, 45 s for payments; tasks/queues.py).
+SETTLE_S = 60.0
+
+
 def wait_final(stack: ChaosStack, ids: list[str], *, timeout: float, store_id: str | None = None,
                sweep: bool = True, sweep_for: float = 80.0, stall_s: float = 10.0,
                nudge: Callable[[float], None] | None = None) -> Finish:
-    """Until every order of `ids` is final, within `timeout`.
+    """Until every order of `ids` is final, within `timeout`, and then nothing is left to run (SETTLE_S).
 
     Stalled (no order became final for `stall_s` while every queue, every
     unacked hash -- tasks in hand, retries waiting as ETAs, messages a dead
@@ -630,6 +635,11 @@ def wait_final(stack: ChaosStack, ids: list[str], *, timeout: float, store_id: s
         now = time.monotonic()
         if done == len(ids):
             finish.final_at = now
+            # Final is not finished: a retry waiting as an ETA may still settle a confirmed
+            # order's stock holds or write its event. Judge once nothing more will run.
+            settle_by = now + SETTLE_S
+            while time.monotonic() < settle_by and not stack.idle():
+                time.sleep(0.5)
             return finish
         if done != last_done:
             last_done, changed_at = done, now
