@@ -103,6 +103,8 @@ def open_attempt(db: Database, gateway: Razorpay, order_id: str, attempt: int, *
     """
     order = orders.get(db, order_id)
     if order["status"] != Status.RESERVED or order.get("payment_attempt") != attempt:
+        if order["status"] == Status.AWAITING_PAYMENT and order.get("payment_attempt") == attempt:
+            orders.ensure_current_event(db, order)  # a run cut short after its move wrote no event
         return None
     pid = attempt_id(order_id, attempt)
     with contextlib.suppress(DuplicateKeyError):

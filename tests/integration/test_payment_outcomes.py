@@ -90,3 +90,15 @@ def test_a_failure_whose_event_was_lost_gets_it_from_the_next_run(database) -> N
     assert payments.mark_failed(database, payment, gateway_payment) is False
 
     assert _statuses(database, order_id)[-1] == "payment_failed"
+
+
+def test_opening_an_attempt_again_after_the_move_writes_the_missing_event(database) -> None:  # type: ignore[no-untyped-def]
+    payment = _awaiting_payment(database)
+    order_id = payment["order_id"]
+    # As if the run that opened attempt 1 had stopped after its move, before the event.
+    database[collections.ORDER_EVENTS].delete_many({"order_id": order_id, "status": "awaiting_payment"})
+
+    # The retry finds the order waiting already: nothing to open (the gateway is not called).
+    assert payments.open_attempt(database, None, order_id, 1, customer_id=None) is None  # type: ignore[arg-type]
+
+    assert _statuses(database, order_id)[-1] == "awaiting_payment"
