@@ -269,7 +269,10 @@ def move(
 ) -> dict[str, Any] | None:
     """Compare-and-set `expected` -> `target`; None when the order was not in `expected`.
 
-    `expected` may be a set of statuses the move is allowed from.
+    `expected` may be a set of statuses the move is allowed from. A move that
+    finds the order at `target` already makes sure that status has its event:
+    the run that moved it may have stopped before writing it (MongoDB failed,
+    the worker died), and its retry or redelivery comes through here again.
     """
     froms = expected if isinstance(expected, frozenset) else frozenset({expected})
     for current in froms:
@@ -286,7 +289,14 @@ def move(
     )
     if moved is not None:
         record_event(db, order_id, target, at_ms, detail=detail, publish=publish, attempt=attempt)
-    return moved
+        return moved
+    # Not moved. At `target` already (for this attempt): write the event as the run that
+    # moved it would have (same id, time and detail), so racing it changes nothing.
+    found = db[collections.ORDERS].find_one({"_id": order_id}, {"status": 1, "payment_attempt": 1, "updated_at_ms": 1})
+    if (found is not None and found["status"] == str(target)
+            and (attempt is None or found.get("payment_attempt") == attempt)):
+        record_event(db, order_id, target, int(found["updated_at_ms"]), detail=detail, attempt=attempt)
+    return None
 
 
 def get(db: Database, order_id: str) -> dict[str, Any]:

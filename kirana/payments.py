@@ -188,9 +188,8 @@ def complete_order(db: Database, payment: dict[str, Any], publish: Publisher | N
     if order.get("paid_payment_id") == payment["_id"]:
         if order["status"] == Status.CONFIRMED:
             # A run cut short after the move (MongoDB failed, the worker died): finish
-            # its settle and its event; both are idempotent.
+            # its settle (idempotent; the move above wrote a missing event).
             fulfilment.settle_holds(db, order)
-            orders.ensure_current_event(db, order)
         return Settled(order["status"])
     # Captured for an order that expired, was cancelled, or was already paid by another attempt.
     advance(db, payment["_id"], S.REFUND_PENDING, refund_reason=f"order {order['status']}")
@@ -217,15 +216,11 @@ def mark_failed(db: Database, payment: dict[str, Any], gateway_payment: dict[str
         if current.get("status") != S.FAILED:
             return False
         # Failed already: a run cut short after marking the attempt may not have moved
-        # the order (or written its event). The moves below are guarded: once is once.
+        # the order (or, having moved it, written its event: orders.move sees to that).
     moved = orders.move(db, payment["order_id"], Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED,
                         guard={"payment_attempt": payment["attempt"]},
                         detail={"payment_id": payment["_id"], "error_code": gateway_payment.get("error_code")},
                         publish=publish, attempt=payment["attempt"])
-    if moved is None and failed is None:
-        order = orders.get(db, payment["order_id"])
-        if order["status"] == Status.PAYMENT_FAILED and order.get("payment_attempt") == payment["attempt"]:
-            orders.ensure_current_event(db, order)
     return failed is not None or moved is not None
 
 

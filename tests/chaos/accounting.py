@@ -43,9 +43,10 @@ KNOWN_BUGS = {
     "event-lost-on-retry": (
         "a status moved but the worker died or MongoDB failed before its event was inserted; the redelivered or "
         "retried task finds the order already moved and never writes the event (kirana/orders.py move, "
-        "kirana/fulfilment.py process_order). Fixed for 'awaiting_payment', a captured payment's "
-        "'confirmed' and a failed one's 'payment_failed' (kirana/payments.py open_attempt, complete_order, "
-        "mark_failed; 2026-11-28)"),
+        "kirana/fulfilment.py process_order). Since 2026-11-28 a retried move that finds its target reached "
+        "writes the missing event (kirana/orders.py move), as do a payment attempt opened again and a failure "
+        "marked again (kirana/payments.py open_attempt, mark_failed): left are runs that stop before any "
+        "retry comes through a move"),
     "double-reserve-after-settle": (
         "two deliveries of one orders.process task (one task id: a redelivery racing the first) share one claim, "
         "the task id being the lease token: when one confirms and settles (unsetting holds.<order>) while the "

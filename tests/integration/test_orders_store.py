@@ -76,6 +76,23 @@ def test_a_compare_and_set_move_happens_once(database) -> None:  # type: ignore[
     assert [e["status"] for e in orders.events(database, order["_id"])] == ["accepted", "processing"]
 
 
+def test_a_move_that_finds_its_target_reached_writes_the_missing_event_as_the_mover_would(database) -> None:  # type: ignore[no-untyped-def]
+    order, _ = orders.place(database, _new())
+    moved = orders.move(database, order["_id"], Status.ACCEPTED, Status.PROCESSING)
+    assert moved is not None
+    # As if the run that moved it had stopped before writing the event.
+    database[collections.ORDER_EVENTS].delete_one({"_id": f"{order['_id']}:processing"})
+
+    assert orders.move(database, order["_id"], Status.ACCEPTED, Status.PROCESSING, detail={"by": "retry"}) is None
+
+    event = database[collections.ORDER_EVENTS].find_one({"_id": f"{order['_id']}:processing"})
+    assert event is not None
+    assert (event["at_ms"], event["detail"]) == (moved["updated_at_ms"], {"by": "retry"})
+    # A move whose target the order has not reached writes nothing.
+    assert orders.move(database, order["_id"], Status.ACCEPTED, Status.REJECTED) is None
+    assert database[collections.ORDER_EVENTS].count_documents({"order_id": order["_id"], "status": "rejected"}) == 0
+
+
 def test_stuck_orders_are_found_oldest_first(database) -> None:  # type: ignore[no-untyped-def]
     a, _ = orders.place(database, _new(customer="a"))
     b, _ = orders.place(database, _new(customer="b"))
