@@ -110,11 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     try:
         from bench.backups import run_phase as run_backups
-        from bench.procstat import reference_ms
-
-        print(f"machine: {os.cpu_count()} cores; a reference Python workload took {reference_ms():.0f} ms of CPU"
-              " (bench.procstat.reference_ms; lower is faster: compare runs at similar speeds only)", flush=True)
+        from bench.procstat import reference_ms, speed_line
         from bench.run import Options, run
+
+        print(speed_line(reference_ms()), flush=True)
 
         if args.only == "backups":
             return run_backups(tmp, args.backup_docs, args.disk_mb, args.seed)

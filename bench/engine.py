@@ -36,7 +36,7 @@ from types import FrameType
 
 import redis
 
-from bench.procstat import CpuMeter, machine_busy_s, reference_ms
+from bench.procstat import CpuMeter, machine_busy_s, reference_ms, speed_line
 from kirana.config import ROOT
 from stack import servers
 
@@ -294,8 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     elapsed = time.monotonic() - t0
     print(table(results, batch, args.tasks, cores, load))
-    print(f"Machine speed: a reference Python workload took {speed:.0f} ms of CPU (bench.procstat.reference_ms;"
-          " lower is faster: compare runs at similar speeds only)")
+    print(speed_line(speed))
     print(f"\nMachine busy {machine_busy_s() - busy0:.0f} CPU-s of {elapsed * cores:.0f} over the run "
           f"({elapsed:.0f} s); load average after: " + "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0

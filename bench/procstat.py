@@ -57,6 +57,12 @@ def reference_ms() -> float:
     return best * 1000
 
 
+def speed_line(ms: float) -> str:
+    """How fast the machine was, for a bench's report (`ms` from reference_ms)."""
+    return (f"machine: {os.cpu_count()} cores; a reference Python workload took {ms:.0f} ms of CPU"
+            " (bench.procstat.reference_ms; lower is faster: compare runs at similar speeds only)")
+
+
 def machine_busy_s() -> float:
     """CPU seconds all cores of the machine spent not idle since boot (the `cpu` line of /proc/stat)."""
     with open("/proc/stat") as f:
