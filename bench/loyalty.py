@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.run import log, wait_worker
+from bench.run import log, start_data_servers, starter, wait_worker
 from kirana import db, redis_conn
 from kirana.clock import now_ms, utcnow
 from kirana.config import ROOT, settings
@@ -191,21 +191,10 @@ def report(inc: Incremental | None, ref: Refresh | None, opts: LoyaltyOptions) -
 
 def run(opts: LoyaltyOptions, tmp: Path, redis_port: int, mongo_port: int, *, phases: tuple[str, ...]) -> int:
     started: list[servers.Server] = []
-
-    def start(server: servers.Server) -> servers.Server:
-        started.append(server)
-        return server.start(timeout=60)
-
+    start = starter(started)
     try:
-        for sub in ("redis", "mongo"):
-            (tmp / sub).mkdir(exist_ok=True)
-        start(servers.Server("redis", servers.redis_command(redis_port, tmp / "redis"), redis_port,
-                             log=tmp / "redis.log"))
-        start(servers.Server("mongo", servers.mongo_command(mongo_port, tmp / "mongo"), mongo_port,
-                             log=tmp / "mongo.out"))
+        database = start_data_servers(tmp, redis_port, mongo_port, start)
         cfg = settings()
-        database = db.database(cfg)
-        db.ensure_indexes(database)
         stores = _shops(database)
         inc = ref = None
         if "incremental" in phases:

@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,6 +269,30 @@ class Running:
                 and server.proc.poll() is None}
 
 
+def starter(started: list[servers.Server]) -> Callable[[servers.Server], servers.Server]:
+    """A `start` that records each server in `started` first, so a half-started one is stopped too."""
+
+    def start(server: servers.Server) -> servers.Server:
+        started.append(server)
+        return server.start(timeout=60)
+
+    return start
+
+
+def start_data_servers(tmp: Path, redis_port: int, mongo_port: int,
+                       start: Callable[[servers.Server], servers.Server]) -> Database:
+    """The run's own redis-server and nx-27017, their data under `tmp`; the indexed database."""
+    for sub in ("redis", "mongo"):
+        (tmp / sub).mkdir(exist_ok=True)
+    start(servers.Server("redis", servers.redis_command(redis_port, tmp / "redis"), redis_port,
+                         log=tmp / "redis.log"))
+    start(servers.Server("mongo", servers.mongo_command(mongo_port, tmp / "mongo"), mongo_port,
+                         log=tmp / "mongo.out"))
+    database = db.database(settings())
+    db.ensure_indexes(database)
+    return database
+
+
 def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers.Server],
               opts: Options) -> Running:
     """Servers, API, and what the selected phases need; each server joins `started` first.
@@ -277,21 +301,10 @@ def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers
     webhooks worker, unless the queue is to be left unconsumed.
     """
 
-    def start(server: servers.Server) -> servers.Server:
-        started.append(server)  # before start(): a half-started server is stopped too
-        return server.start(timeout=60)
-
+    start = starter(started)
     log(f"redis-server :{redis_port} and nx-27017 :{mongo_port} in {tmp}")
-    for sub in ("redis", "mongo"):
-        (tmp / sub).mkdir()
-    start(servers.Server("redis", servers.redis_command(redis_port, tmp / "redis"), redis_port,
-                         log=tmp / "redis.log"))
-    start(servers.Server("mongo", servers.mongo_command(mongo_port, tmp / "mongo"), mongo_port,
-                         log=tmp / "mongo.out"))
-
+    database = start_data_servers(tmp, redis_port, mongo_port, start)
     cfg = settings()
-    database = db.database(cfg)
-    db.ensure_indexes(database)
     skus: list[str] = []
     if opts.run_search and not opts.run_orders:
         seed.seed(database)
