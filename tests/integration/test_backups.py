@@ -19,6 +19,7 @@ from bson import json_util
 from kirana import db as collections
 from kirana.backups import catalog, jobs, manifest, restore
 from kirana.config import ROOT, Settings, settings
+from tests.integration.backup_copies import dated_copy
 
 
 @pytest.fixture
@@ -150,11 +151,7 @@ def test_prune_keeps_exactly_what_retention_says(database, cfg: Settings) -> Non
     for day in range(10, 29):
         for hour in (1, 13):
             backup_id = f"202611{day:02d}T{hour:02d}0000Z-test"
-            shutil.copytree(template, root / backup_id)
-            m = manifest.read(root / backup_id)
-            m["started_at_ms"] = int(dt.datetime(2026, 11, day, hour, tzinfo=dt.UTC).timestamp() * 1000)
-            m["backup_id"] = backup_id
-            manifest.write(root / backup_id, m)
+            dated_copy(template, root, backup_id, day, hour)
             made.append(backup_id)
     shutil.rmtree(template)
 

@@ -22,6 +22,7 @@ from moto.server import ThreadedMotoServer
 
 from kirana.backups import dump, jobs, manifest, restore, storage
 from kirana.config import ROOT, Settings, settings
+from tests.integration.backup_copies import dated_copy
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -171,12 +172,7 @@ def test_prune_deletes_exactly_the_objects_of_the_backups_retention_drops(mongo_
         # Nov 20..28 (the 28th a Saturday) at 13:00, and the 28th at 01:00 too.
         for day, hour in [(d, 13) for d in range(20, 29)] + [(28, 1)]:
             backup_id = f"202611{day:02d}T{hour:02d}0000Z-{secrets.token_hex(3)}"
-            shutil.copytree(template, root / backup_id)
-            m = manifest.read(root / backup_id)
-            m["started_at_ms"] = int(dt.datetime(2026, 11, day, hour, tzinfo=dt.UTC).timestamp() * 1000)
-            m["backup_id"] = backup_id
-            manifest.write(root / backup_id, m)
-            store.keep(root / backup_id)
+            store.keep(dated_copy(template, root, backup_id, day, hour))
             made.append(backup_id)
         shutil.rmtree(template)
         # An upload in progress (no manifest yet): neither listed nor, being fresh, removed.
