@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from flask import Request
@@ -17,6 +18,20 @@ from kirana.orders import NewOrder, OrderItem, PaymentMethod
 
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+
+
+V = TypeVar("V")
+
+
+def capped_and_unique(values: list[V], *, cap: int, key: Callable[[V], object], too_many: str,
+                      repeated: str) -> list[V]:
+    """`values` if there are at most `cap` of them and no two share a key; else ValueError (a 422 field error)."""
+    if len(values) > cap:
+        raise ValueError(f"at most {cap} {too_many}")
+    keys = [key(value) for value in values]
+    if len(set(keys)) != len(keys):
+        raise ValueError(repeated)
+    return values
 
 
 class ItemIn(BaseModel):
@@ -54,13 +69,9 @@ class OrderIn(BaseModel):
     @field_validator("items")
     @classmethod
     def _items(cls, items: list[ItemIn]) -> list[ItemIn]:
-        cap = settings().max_order_items
-        if len(items) > cap:
-            raise ValueError(f"at most {cap} items in one order")
-        skus = [item.sku for item in items]
-        if len(set(skus)) != len(skus):
-            raise ValueError("each sku may appear once; put the total in qty")
-        return items
+        return capped_and_unique(items, cap=settings().max_order_items, key=lambda item: item.sku,
+                                 too_many="items in one order",
+                                 repeated="each sku may appear once; put the total in qty")
 
     def to_domain(self, customer_id: str) -> NewOrder:
         return NewOrder(

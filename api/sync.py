@@ -45,13 +45,9 @@ class BatchIn(schemas._Body):
     @field_validator("ops")
     @classmethod
     def _ops(cls, ops: list[OperationIn]) -> list[OperationIn]:
-        cap = settings().sync_max_ops
-        if len(ops) > cap:
-            raise ValueError(f"at most {cap} operations in one batch")
-        ids = [op.op_id for op in ops]
-        if len(set(ids)) != len(ids):
-            raise ValueError("each op_id may appear once in a batch")
-        return ops
+        return schemas.capped_and_unique(ops, cap=settings().sync_max_ops, key=lambda op: op.op_id,
+                                         too_many="operations in one batch",
+                                         repeated="each op_id may appear once in a batch")
 
 
 @bp.post("")
