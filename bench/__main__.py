@@ -77,10 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=None,
                         help="offer the orders and the bare route at this many requests/s (an open loop: "
                         "--orders 6000 --rate 100 is 60 s at 100/s) instead of as fast as they are answered")
-    parser.add_argument("--client", choices=("requests", "http"), default=None,
-                        help="the load generator's keep-alive sessions in every phase: requests.Session or bare "
-                        "http.client connections (~0.5 ms of CPU per request instead of ~2, left to the servers on "
-                        "2 cores); by default requests for orders and the bare route (as before), http for webhooks")
+    parser.add_argument("--client", choices=("requests", "http", "raw"), default=None,
+                        help="the load generator's keep-alive connections in every phase: requests.Session or bare "
+                        "http.client per thread, or raw asyncio connections on one thread (per request ~2, ~0.2 and "
+                        "less again ms of CPU, taken from the servers on 2 cores); by default requests for orders and "
+                        "the bare route (as before), raw for webhooks")
     parser.add_argument("--warmup", type=_non_negative, default=100, help="uncounted requests first (100)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the generated orders (1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory and its logs")

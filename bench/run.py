@@ -73,7 +73,7 @@ class Options:
     rate: float | None = None
 
     def client_for(self, phase: str) -> str:
-        return self.client or ("http" if phase == "webhooks" else "requests")
+        return self.client or ("raw" if phase == "webhooks" else "requests")
 
     @property
     def run_orders(self) -> bool:

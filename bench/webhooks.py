@@ -205,7 +205,7 @@ def run_phase(*, url: str, client: Client, database: Database, r: redis.Redis, c
             wait_drained(r)
     before = count(database)
     handled_before = count(database, {"status": "handled"}) if consumed else 0
-    _log(f"webhooks: {n} events at concurrency {len(client.sessions)}"
+    _log(f"webhooks: {n} events at concurrency {client.concurrency}"
          f" ({'1 webhooks worker consuming' if consumed else 'queue left unconsumed'})")
     meter = CpuMeter(sessions)
     meter.start()
@@ -301,7 +301,7 @@ def breakdown(*, database: Database, cfg: Settings, rng: random.Random, sessions
     secret = cfg.razorpay_webhook_secret
     secrets = (secret, cfg.razorpay_webhook_secret_previous)
     taken: set[str] = set()
-    lines = [f"breakdown, worker stopped: {n} requests each through the API at concurrency {len(client.sessions)}"]
+    lines = [f"breakdown, worker stopped: {n} requests each through the API at concurrency {client.concurrency}"]
     ev = make_events(n, rng, secret, taken)
     lines.append(_timed_http("new events (verify, store, enqueue)", client, url, ev, sessions, expect=200))
     lines.append(_timed_http("the same again (verify, store finds duplicate)", client, url, ev, sessions,
