@@ -6,7 +6,9 @@ import io
 import json
 import logging
 import os
+import threading
 import time
+from datetime import datetime
 
 import pytest
 
@@ -101,3 +103,47 @@ def test_a_forked_child_does_not_write_its_parents_buffered_lines_again(tmp_path
         handler.flush()
     messages = [line.split(" ", 1)[1] for line in path.read_text().splitlines()]
     assert sorted(messages) == ["before fork", "child"], messages
+
+
+def test_lines_from_many_threads_come_out_once_each_and_in_each_threads_order() -> None:
+    # The buffer takes lines without a lock (deque.append) while the flusher drains it.
+    out = io.StringIO()
+    handler = logs.BufferedLineHandler(out, flush_s=0.001)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("kirana.test.threads")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        threads = [threading.Thread(target=lambda t=t: [log.info("%d %d", t, i) for i in range(2000)])
+                   for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        handler.flush()
+    finally:
+        log.removeHandler(handler)
+    seen: dict[int, list[int]] = {t: [] for t in range(8)}
+    for line in out.getvalue().splitlines():
+        t, i = map(int, line.split())
+        seen[t].append(i)
+    assert all(numbers == list(range(2000)) for numbers in seen.values())
+
+
+def test_the_line_matches_the_structlog_chain_it_replaced() -> None:
+    out = io.StringIO()
+    logs.configure("INFO", stream=out)
+    log = logging.getLogger("kirana.test")
+    with logs.bound(request_id="r-9", event="bound ids never replace the message"):
+        try:
+            raise ValueError("no")
+        except ValueError:
+            log.exception("failed %s", "here", extra={"order_id": "ord_2", "when": object()})
+    line = _line(out)
+    assert list(line)[:5] == ["event", "request_id", "level", "logger", "ts"]
+    assert line["event"] == "failed here" and line["request_id"] == "r-9"
+    assert line["level"] == "error" and line["logger"] == "kirana.test"
+    assert line["order_id"] == "ord_2" and line["when"].startswith("<object object")
+    assert line["exception"].startswith("Traceback") and line["exception"].endswith("ValueError: no")
+    assert time.time() - datetime.fromisoformat(line["ts"]).timestamp() < 60
