@@ -17,8 +17,9 @@ def api_command(cfg: Settings, *, port: int | None = None, app: str = "api.wsgi:
         _bin("gunicorn"), app,
         "--config", "python:stack.gunicorn_conf",
         "--bind", f"{cfg.api_host}:{port or cfg.api_port}",
-        # gthread: flask-sock's WebSockets hold one thread per open socket.
-        "--worker-class", "gthread", "--workers", str(cfg.api_workers), "--threads", str(cfg.api_threads),
+        # gthread, with new connections shared out evenly among the workers (stack/balanced_worker.py).
+        "--worker-class", "stack.balanced_worker.BalancedThreadWorker",
+        "--workers", str(cfg.api_workers), "--threads", str(cfg.api_threads),
         "--graceful-timeout", "10", "--timeout", "30",
         # No gunicorn access log: api/tracing.py logs each request as JSON, with its request id.
         # gunicorn 27's control socket lives at one path per user: two APIs on

@@ -302,3 +302,21 @@ def test_given_prod_compose_then_backups_land_on_a_volume_the_backups_worker_mou
 
     assert f"backups:{backup_dir}" in svcs["worker-backups"]["volumes"]
     assert "backups" in yaml.safe_load((ROOT / "docker-compose.prod.yml").read_text())["volumes"]
+
+
+def test_the_images_api_command_is_the_stacks() -> None:
+    # The Dockerfile says "same flags as stack/commands.api_command": hold it to that
+    # (it had drifted once: a gunicorn access log beside api/tracing.py's JSON line).
+    import json
+
+    from kirana.config import Settings
+    from stack.commands import api_command
+
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    found = re.search(r'^CMD (\[.*?\])\s*$', dockerfile.replace("\\\n", ""), re.M | re.S)
+    assert found, "no exec-form CMD in deploy/Dockerfile"
+    image = json.loads(found.group(1))
+    stack = api_command(Settings(), port=8000)
+    stack[0] = Path(stack[0]).name
+    stack[stack.index("--bind") + 1] = "0.0.0.0:8000"
+    assert image == stack

@@ -1,0 +1,112 @@
+"""The API's gunicorn worker class shares a burst of keep-alive connections evenly among its workers.
+
+Real gunicorn, real sockets: 16 connections opened at once, then one request
+on each, answered with the serving worker's pid. Plain gthread gave splits
+such as 1/15 here (whichever worker is awake takes the burst).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stack import servers
+from tests.harness import eventually
+
+CONNECTIONS = 16
+
+
+def _ask_pid(sock: socket.socket) -> int:
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data or not data.split(b"\r\n\r\n", 1)[1]:
+        chunk = sock.recv(4096)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    return int(data.split(b"\r\n\r\n", 1)[1])
+
+
+def _server_side_sockets(port: int) -> int:
+    """Connections to `port` the server still holds (any state but LISTEN), from /proc/net/tcp."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if int(local.split(":")[1], 16) == port and state != "0A":
+            count += 1
+    return count
+
+
+def _burst(port: int, n: int = CONNECTIONS) -> Counter[int]:
+    """Open `n` connections at once, then ask each which worker holds it; closes them after.
+
+    First waits until the workers have let go of earlier connections: they count
+    in the balance for as long as they are held.
+    """
+    eventually(lambda: _server_side_sockets(port) == 0, what="the workers letting go of earlier connections")
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+    try:
+        return Counter(_ask_pid(sock) for sock in socks)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _one_request(port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        return _ask_pid(sock)
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path) -> Iterator[servers.Server]:
+    port = servers.free_port()
+    argv = [str(Path(sys.executable).with_name("gunicorn")), "tests.integration.pid_app:app",
+            "--bind", f"127.0.0.1:{port}", "--worker-class", "stack.balanced_worker.BalancedThreadWorker",
+            "--workers", "2", "--threads", "4", "--keep-alive", "30", "--no-control-socket"]
+    server = servers.Server("gunicorn", argv, port, env={**os.environ, "PYTHONPATH": os.getcwd()},
+                            log=tmp_path / "gunicorn.log", cwd=Path.cwd()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _workers_answering(port: int, *, besides: int | None = None) -> set[int]:
+    """The pids of two workers other than `besides`, from one-off requests (fails after 30 s)."""
+    seen: set[int] = set()
+
+    def probe() -> bool:
+        seen.add(_one_request(port))
+        seen.discard(besides)  # type: ignore[arg-type]
+        return len(seen) >= 2
+
+    eventually(probe, timeout=30, what="two workers answering")
+    return seen
+
+
+def _even(split: Counter[int]) -> bool:
+    return len(split) == 2 and max(split.values()) - min(split.values()) <= 2
+
+
+def test_a_burst_of_connections_is_shared_evenly_and_a_killed_worker_is_not_waited_for(
+        gunicorn: servers.Server) -> None:
+    port = gunicorn.port
+    assert port is not None
+    _workers_answering(port)
+    for _ in range(3):
+        split = _burst(port)
+        assert _even(split), f"connections per worker: {dict(split)}"
+
+    # A worker killed outright leaves its slot in the table; the master starts another,
+    # and neither it nor the survivor waits for the dead one.
+    victim = next(iter(split))
+    os.kill(victim, signal.SIGKILL)
+    _workers_answering(port, besides=victim)
+    split = _burst(port)
+    assert _even(split) and victim not in split, f"connections per worker after the kill: {dict(split)}"
