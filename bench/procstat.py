@@ -109,3 +109,41 @@ class CpuMeter:
     def others_s(self) -> float:
         """CPU seconds of processes this meter does not name (never below 0: the clocks tick coarsely)."""
         return max(0.0, self.machine_s - sum(self.used_s.values()))
+
+
+def _socket_inodes_on_port(port: int) -> set[str]:
+    """Inodes of TCP sockets whose local port is `port`, LISTEN excepted (the server's side of connections)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] != "0A":
+                inodes.add(fields[9])
+    return inodes
+
+
+def connections_per_process(session: int, port: int) -> dict[int, int]:
+    """Connections to `port` held by each process of `session` that holds any (pid -> count).
+
+    Shows how a server's workers share its clients (gunicorn: which worker took which connection).
+    """
+    inodes = _socket_inodes_on_port(port)
+    held: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+            if int(raw[raw.rindex(")") + 2:].split()[_SESSION]) != session:
+                continue
+            links = [os.readlink(fd.path) for fd in os.scandir(Path(entry.path, "fd"))]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        count = sum(1 for link in links if link.startswith("socket:[") and link[8:-1] in inodes)
+        if count:
+            held[int(entry.name)] = count
+    return held

@@ -208,6 +208,12 @@ def _flag(argv: Sequence[str], name: str) -> str:
     return argv[list(argv).index(name) + 1]
 
 
+def _worker_kind(argv: Sequence[str]) -> str:
+    """The API's gunicorn worker class, briefly ("gthread (balanced)" for stack.balanced_worker's)."""
+    kind = _flag(argv, "--worker-class")
+    return "gthread (balanced)" if kind.endswith("BalancedThreadWorker") else kind
+
+
 def _errors(phase: Phase) -> str:
     if not phase.errors:
         return ""
@@ -217,7 +223,7 @@ def _errors(phase: Phase) -> str:
 
 def report(opts: Options, api_argv: Sequence[str], orders: Phase, bare: Phase, conf: Confirmation) -> str:
     workers, threads = _flag(api_argv, "--workers"), _flag(api_argv, "--threads")
-    kind = _flag(api_argv, "--worker-class")
+    kind = _worker_kind(api_argv)
     row = "{:<22}{:>9}{:>10}{:>9}"
     lines = [
         f"kirana bench: {opts.orders} orders, concurrency {opts.concurrency} ({opts.client_for('orders')} sessions),"
@@ -420,7 +426,7 @@ def run_webhooks(opts: Options, up: Running, clients: list[Client], stop: thread
         log("webhooks breakdown: the ingest's parts on their own")
         result.breakdown = webhooks.breakdown(database=up.database, cfg=up.cfg, rng=random.Random(opts.seed + 2),
                                               sessions=up.sessions(), client=clients[-1], url=up.webhooks_url)
-    kind = _flag(up.api_argv, "--worker-class")
+    kind = _worker_kind(up.api_argv)
     server = f"gunicorn {kind} {_flag(up.api_argv, '--workers')}x{_flag(up.api_argv, '--threads')}"
     pool = BY_NAME[webhooks.POOL]
     print(webhooks.report(result, concurrency=opts.concurrency, client=opts.client_for("webhooks"), server=server,

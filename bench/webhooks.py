@@ -23,18 +23,20 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import redis
 from celery import Celery
 from pymongo.database import Database
 
 from bench.load import Client, Phase
-from bench.procstat import CpuMeter
+from bench.procstat import CpuMeter, connections_per_process
 from kirana.config import Settings
 from kirana.payments import WEBHOOK_EVENTS
 from tasks.queues import Queue
 
 PATH = "/webhooks/razorpay"
+API = "api (gunicorn)"  # the API's name in the bench's sessions
 POOL = "webhooks"
 QUEUE = Queue.WEBHOOKS.value
 GOAL_RATE = 1000.0
@@ -127,6 +129,8 @@ class Result:
     # Without one: messages purged.
     purged: int = 0
     breakdown: list[str] = field(default_factory=list)
+    # Connections each API worker process held 1 s into the run (an uneven split caps the crowded one at a core).
+    connections: list[int] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
@@ -208,9 +212,14 @@ def run_phase(*, url: str, client: Client, database: Database, r: redis.Redis, c
     _log(f"webhooks: {n} events at concurrency {client.concurrency}"
          f" ({'1 webhooks worker consuming' if consumed else 'queue left unconsumed'})")
     meter = CpuMeter(sessions)
+    split: dict[int, int] = {}
+    api_port = urlsplit(url).port
+    look = threading.Timer(1.0, lambda: split.update(connections_per_process(sessions[API], api_port or 80)))
     meter.start()
+    look.start()
     phase = client.run(url, events.bodies, expect=200, headers=events.headers, classify=status_of)
     meter.stop()
+    look.cancel()
     ended = time.monotonic()
     backlog = queue_depth(r)[0]
     handled_during_run = count(database, {"status": "handled"}) - handled_before if consumed else 0
@@ -220,7 +229,7 @@ def run_phase(*, url: str, client: Client, database: Database, r: redis.Redis, c
     repost = client.run(url, again.bodies, expect=200, headers=again.headers, classify=status_of)
     result = Result(phase=phase, cpu=meter, consumed=consumed, stored_new=after - before, repost=repost,
                     repost_stored_new=count(database) - after, backlog_at_end=backlog,
-                    handled_during_run=handled_during_run)
+                    handled_during_run=handled_during_run, connections=sorted(split.values(), reverse=True))
     if consumed:
         _log(f"webhooks: waiting (<= {DRAIN_TIMEOUT_S:.0f}s) for the worker to handle a backlog of {backlog}")
         if wait_drained(r):
@@ -388,6 +397,9 @@ def report(result: Result, *, concurrency: int, client: str, server: str, pool_d
                      f" at its end, {drained}; {result.handled} events handled in all ({outcomes})")
     else:
         lines.append(f"queue: purged {result.purged} unconsumed webhooks.handle messages (warmup included)")
+    if result.connections:
+        lines.append(f"connections per API worker process 1 s into the run: "
+                     f"{' / '.join(map(str, result.connections))}")
     cpu = result.cpu
     if phase.ok and cpu.used_s:
         total = sum(cpu.used_s.values())
