@@ -59,7 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ledger-customers", type=_positive, default=100_000,
                         help="customers those entries are spread over (100,000)")
     parser.add_argument("--orders", type=_positive, default=2000, help="measured requests per phase (2000)")
-    parser.add_argument("--webhooks", type=_positive, default=5000, help="measured webhook events (5000)")
+    parser.add_argument("--webhooks", type=_positive, default=10000,
+                        help="webhook events measured with ingest alone (10000)")
+    parser.add_argument("--webhooks-shared", type=_non_negative, default=3000,
+                        help="webhook events measured while the webhooks worker handles on the same cores (3000; 0: "
+                        "skip)")
     parser.add_argument("--sockets", type=_positive, default=1000,
                         help="WebSockets held open on the one gevent ws process in the sockets phase (1000)")
     parser.add_argument("--no-webhooks-worker", dest="webhooks_worker", action="store_false",
@@ -121,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         failed = 0
         if args.only != "loyalty":
             opts = Options(orders=args.orders, concurrency=args.concurrency, warmup=args.warmup, seed=args.seed,
-                           only=args.only, webhooks=args.webhooks, webhooks_worker=args.webhooks_worker,
+                           only=args.only, webhooks=args.webhooks, webhooks_shared=args.webhooks_shared,
+                           webhooks_worker=args.webhooks_worker,
                            breakdown=args.breakdown, client=args.client, sockets=args.sockets,
                            searches=args.searches, search_catalog=args.search_catalog, update_rate=args.update_rate,
                            update_seconds=args.update_seconds, rate=args.rate)

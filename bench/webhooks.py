@@ -128,7 +128,6 @@ class Result:
     backlog_at_end: int = 0
     # Without one: messages purged.
     purged: int = 0
-    breakdown: list[str] = field(default_factory=list)
     # Connections each API worker process held 1 s into the run (an uneven split caps the crowded one at a core).
     connections: list[int] = field(default_factory=list)
 
@@ -195,8 +194,12 @@ def handled_outcomes(database: Database, settle_s: float = 10.0) -> tuple[int, d
 
 
 def run_phase(*, url: str, client: Client, database: Database, r: redis.Redis, cfg: Settings, rng: random.Random,
-              n: int, warmup: int, consumed: bool, sessions: dict[str, int]) -> Result:
-    """Warm up, then POST `n` events; check what was stored; re-post some. Drains or purges the queue after."""
+              n: int, warmup: int, consumed: bool, sessions: dict[str, int], purge_after: bool = True) -> Result:
+    """Warm up, then POST `n` events; check what was stored; re-post some.
+
+    With `consumed` (a webhooks worker running) waits for it to drain the queue after;
+    without, purges the queue when `purge_after`, or leaves it for a worker started later (`drain`).
+    """
     from tasks.app import app as celery_app
 
     taken: set[str] = set()
@@ -235,9 +238,38 @@ def run_phase(*, url: str, client: Client, database: Database, r: redis.Redis, c
         if wait_drained(r):
             result.drained_after_s = time.monotonic() - ended
         result.handled, result.outcomes = handled_outcomes(database)
-    else:
+    elif purge_after:
         result.purged = purge(celery_app)
     return result
+
+
+@dataclass
+class Drain:
+    """A webhooks worker started on a backlog: how fast it handled it."""
+
+    backlog: int  # events waiting to be handled when the worker was ready
+    seconds: float | None  # until the queue was empty and every event handled; None on timeout
+    handled: int
+    outcomes: dict[str, int]
+
+    @property
+    def rate(self) -> float:
+        return self.backlog / self.seconds if self.seconds else 0.0
+
+
+def drain(database: Database, r: redis.Redis, started: float) -> Drain:
+    """Wait until the worker (ready at `started`, time.monotonic) has handled every stored event."""
+    backlog = count(database, {"status": "received"})
+    _log(f"webhooks: the worker drains a backlog of {backlog} events (<= {DRAIN_TIMEOUT_S:.0f}s)")
+    deadline = started + DRAIN_TIMEOUT_S
+    seconds = None
+    while time.monotonic() < deadline:
+        if queue_depth(r) == (0, 0) and count(database, {"status": "received"}) == 0:
+            seconds = time.monotonic() - started
+            break
+        time.sleep(0.1)
+    handled, outcomes = handled_outcomes(database)
+    return Drain(backlog=backlog, seconds=seconds, handled=handled, outcomes=outcomes)
 
 
 # --- what the ingest's parts cost on their own -------------------------------------------------
@@ -366,56 +398,83 @@ def breakdown(*, database: Database, cfg: Settings, rng: random.Random, sessions
     return lines
 
 
-def report(result: Result, *, concurrency: int, client: str, server: str, pool_desc: str) -> str:
-    phase = result.phase
-    p50, p99 = phase.percentile(50), phase.percentile(99)
+def _row(label: str, phase: Phase) -> str:
     errors = ""
     if phase.errors:
         errors = "  (" + ", ".join(f"{kind} x{k}" for kind, k in phase.errors.most_common()) + ")"
-    answered = ", ".join(f"{label} {k}" for label, k in phase.outcomes.most_common())
-    consumer = (f"1 webhooks worker ({pool_desc}) consuming during the run" if result.consumed
-                else "no worker: the queue is left unconsumed and purged after")
-    lines = [
-        f"kirana bench: webhook ingest, {phase.sent} events, concurrency {concurrency} ({client} sessions),"
-        f" {server}; {consumer}",
-        f"{'':<26}{'events/s':>9}{'p50 ms':>9}{'p99 ms':>9}",
-        f"{'POST ' + PATH:<26}{phase.rate:>9.1f}{p50:>9.1f}{p99:>9.1f}{errors}",
-        f"answered 200: {phase.ok} of {phase.sent} ({answered or 'none'})",
-        f"goal: >= {GOAL_RATE:.0f} events/s, p99 < {GOAL_P99_MS:.0f} ms -> {'MET' if result.goal_met else 'NOT MET'}",
-        f"check: {result.stored_new} new {WEBHOOK_EVENTS} documents for {result.accepted} accepted"
+    return f"{label:<52}{phase.rate:>9.1f}{phase.percentile(50):>9.1f}{phase.percentile(99):>9.1f}{errors}"
+
+
+def _checks(label: str, result: Result) -> list[str]:
+    phase = result.phase
+    answered = ", ".join(f"{outcome} {k}" for outcome, k in phase.outcomes.most_common())
+    return [
+        f"{label}: answered 200 {phase.ok} of {phase.sent} ({answered or 'none'});"
+        f" {result.stored_new} new {WEBHOOK_EVENTS} documents for {result.accepted} accepted"
         f" -> {'OK' if result.stored_ok else 'MISMATCH'}",
-        f"check: re-posted {result.repost.sent}: "
-        + ", ".join(f"{label} {k}" for label, k in result.repost.outcomes.most_common())
+        f"{label}: re-posted {result.repost.sent}: "
+        + ", ".join(f"{outcome} {k}" for outcome, k in result.repost.outcomes.most_common())
         + (f", failed {result.repost.sent - result.repost.ok}" if result.repost.ok < result.repost.sent else "")
         + f"; {result.repost_stored_new} new documents -> {'OK' if result.repost_ok else 'FAILED'}",
     ]
-    if result.consumed:
-        drained = (f"queue empty {result.drained_after_s:.1f}s after the run" if result.drained_after_s is not None
-                   else f"queue NOT empty after {DRAIN_TIMEOUT_S:.0f}s")
-        outcomes = ", ".join(f"{k} {v}" for k, v in result.outcomes.items())
-        lines.append(f"worker: handled {result.handled_during_run} during the run, backlog {result.backlog_at_end}"
-                     f" at its end, {drained}; {result.handled} events handled in all ({outcomes})")
-    else:
-        lines.append(f"queue: purged {result.purged} unconsumed webhooks.handle messages (warmup included)")
+
+
+def _cpu_lines(label: str, result: Result) -> list[str]:
+    phase, cpu = result.phase, result.cpu
+    if not phase.ok or not cpu.used_s:
+        return []
+    total = sum(cpu.used_s.values())
+    parts = "  ".join(f"{name} {used * 1000 / phase.ok:.2f}" for name, used in cpu.used_s.items())
+    cores = os.cpu_count() or 1
+    lines = [
+        f"{label}: CPU ms per accepted event: {parts}  = {total * 1000 / phase.ok:.2f}"
+        f" (1000 events/s on {cores} cores needs <= {cores:.2f})",
+        f"{label}: {cpu.machine_s / cpu.wall_s:.2f} of {cores} cores busy, {total / cpu.wall_s:.2f} by the bench's"
+        f" processes and {cpu.others_s / cpu.wall_s:.2f} by others"
+        + (" (numbers distorted by other work)" if cpu.others_s > 0.1 * cpu.wall_s else ""),
+    ]
     if result.connections:
-        lines.append(f"connections per API worker process 1 s into the run: "
-                     f"{' / '.join(map(str, result.connections))}")
-    cpu = result.cpu
-    if phase.ok and cpu.used_s:
-        total = sum(cpu.used_s.values())
-        parts = "  ".join(f"{name} {used * 1000 / phase.ok:.2f}" for name, used in cpu.used_s.items())
-        cores = os.cpu_count() or 1
-        lines.append(f"CPU ms per accepted event during the run: {parts}  = {total * 1000 / phase.ok:.2f}"
-                     f" (1000 events/s on {cores} cores needs <= {cores:.2f})")
-        lines.append(f"machine during the run: {cpu.machine_s / cpu.wall_s:.2f} of {cores} cores busy,"
-                     f" {total / cpu.wall_s:.2f} by the bench's processes and {cpu.others_s / cpu.wall_s:.2f}"
-                     " by others" + (" (numbers distorted by other work)" if cpu.others_s > 0.1 * cpu.wall_s
-                                     else ""))
-        worker_s = cpu.used_s.get("webhooks worker", 0.0)
-        if result.consumed and result.handled_during_run and worker_s:
-            lines.append(f"webhooks worker: {worker_s * 1000 / result.handled_during_run:.2f} ms CPU per event it"
-                         " handled during the run (its nx-27017 reads and writes are in nx-27017's share above)")
-    lines.extend(result.breakdown)
+        lines.append(f"{label}: connections per API worker process 1 s into the run:"
+                     f" {' / '.join(map(str, result.connections))}")
+    worker_s = cpu.used_s.get("webhooks worker", 0.0)
+    if result.consumed and result.handled_during_run and worker_s:
+        lines.append(f"{label}: webhooks worker {worker_s * 1000 / result.handled_during_run:.2f} ms CPU per event"
+                     " it handled during the run (its nx-27017 reads and writes are in nx-27017's share)")
+    return lines
+
+
+def report(alone: Result, *, drained: Drain | None, shared: Result | None, concurrency: int, client: str,
+           server: str, pool_desc: str, breakdown: list[str]) -> str:
+    """The table: ingest alone (the goal's figure), the worker draining what it stored, ingest beside the worker."""
+    lines = [
+        f"kirana bench: webhook ingest, concurrency {concurrency} ({client} sessions), {server};"
+        f" webhooks worker {pool_desc}",
+        f"{'POST ' + PATH:<52}{'events/s':>9}{'p50 ms':>9}{'p99 ms':>9}",
+        _row(f"ingest alone (handling paused), {alone.phase.sent} events", alone.phase),
+    ]
+    if shared is not None:
+        lines.append(_row(f"ingest while the worker handles, {shared.phase.sent} events", shared.phase))
+    met = alone.goal_met
+    lines.append(f"goal (ingest): >= {GOAL_RATE:.0f} events/s, p99 < {GOAL_P99_MS:.0f} ms -> "
+                 f"{'MET' if met else 'NOT MET'}")
+    lines.extend(_checks("ingest alone", alone))
+    if drained is not None:
+        outcomes = ", ".join(f"{k} {v}" for k, v in drained.outcomes.items())
+        took = (f"in {drained.seconds:.1f}s: {drained.rate:.0f} events/s" if drained.seconds is not None
+                else f"NOT within {DRAIN_TIMEOUT_S:.0f}s")
+        lines.append(f"drain: 1 webhooks worker started on the backlog of {drained.backlog} events handled it {took};"
+                     f" {drained.handled} events handled in all ({outcomes})")
+    else:
+        lines.append(f"queue: purged {alone.purged} unconsumed webhooks.handle messages (warmup included)")
+    lines.extend(_cpu_lines("ingest alone", alone))
+    if shared is not None:
+        lines.extend(_checks("ingest beside the worker", shared))
+        finished = (f"queue empty {shared.drained_after_s:.1f}s after the run" if shared.drained_after_s is not None
+                    else f"queue NOT empty after {DRAIN_TIMEOUT_S:.0f}s")
+        lines.append(f"ingest beside the worker: it handled {shared.handled_during_run} during the run, backlog"
+                     f" {shared.backlog_at_end} at its end, {finished}")
+        lines.extend(_cpu_lines("ingest beside the worker", shared))
+    lines.extend(breakdown)
     return "\n".join(lines)
 
 
