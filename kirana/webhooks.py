@@ -14,7 +14,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -100,8 +99,16 @@ def _attempt_for(db: Database, gateway_payment: dict[str, Any]) -> dict[str, Any
     return attempt
 
 
-def handle(db: Database, event_id: str, publish: Publisher | None = None) -> Handled:
-    stored = db[EVENTS].find_one({"_id": event_id})
+def stored_events(db: Database, event_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The stored events of a batch, by id, read at once (one query instead of one per event)."""
+    return {doc["_id"]: doc for doc in db[EVENTS].find({"_id": {"$in": event_ids}})}
+
+
+def handle(db: Database, event_id: str, publish: Publisher | None = None, *,
+           stored: dict[str, Any] | None = None) -> Handled:
+    """Apply one stored event to its payment; `stored`: the event as already read (stored_events)."""
+    if stored is None:
+        stored = db[EVENTS].find_one({"_id": event_id})
     if stored is None:
         return Handled("missing")
     if stored["status"] != "received":
@@ -109,10 +116,9 @@ def handle(db: Database, event_id: str, publish: Publisher | None = None) -> Han
     event = json.loads(stored["body"])
     kind = event["event"]
     result = _dispatch(db, kind, event, publish)
-    db[EVENTS].find_one_and_update({"_id": event_id, "status": "received"},
-                                   {"$set": {"status": "handled" if result.outcome != "ignored" else "ignored",
-                                             "outcome": result.outcome, "handled_at_ms": now_ms()}},
-                                   return_document=ReturnDocument.AFTER)
+    db[EVENTS].update_one({"_id": event_id, "status": "received"},
+                          {"$set": {"status": "handled" if result.outcome != "ignored" else "ignored",
+                                    "outcome": result.outcome, "handled_at_ms": now_ms()}})
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from kirana import db, webhooks
 from tasks import leaderboards as loyalty_tasks
@@ -31,9 +32,10 @@ def handle_many(event_ids: list[str]) -> dict[str, int]:
     repeats the others (handling is idempotent either way).
     """
     handled = failed = 0
+    stored = webhooks.stored_events(db.database(), event_ids)
     for event_id in event_ids:
         try:
-            _handle(event_id)
+            _handle(event_id, stored.get(event_id))
             handled += 1
         except TRANSIENT:
             raise  # the database or broker is away: retry the whole batch (handled ones are no-ops)
@@ -44,8 +46,8 @@ def handle_many(event_ids: list[str]) -> dict[str, int]:
     return {"handled": handled, "failed": failed}
 
 
-def _handle(event_id: str) -> str:
-    result = webhooks.handle(db.database(), event_id, publish=publish_order_update)
+def _handle(event_id: str, stored: dict[str, Any] | None = None) -> str:
+    result = webhooks.handle(db.database(), event_id, publish=publish_order_update, stored=stored)
     # Follow-ups go through the outbox when the broker is down, like every enqueue after a write.
     if result.capture_payment_id:
         reliability.enqueue(payment_tasks.capture, [result.capture_payment_id])

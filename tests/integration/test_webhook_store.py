@@ -28,3 +28,22 @@ def test_an_event_without_an_id_is_named_by_its_body_and_bad_bodies_are_refused(
     for bad in (b"not json", b"[1, 2]", b'{"no": "event"}', b"\xff\xfe"):
         with pytest.raises(webhooks.BadEvent):
             webhooks.prepare(bad, "evt_bad")
+
+
+def test_a_batch_read_at_once_is_handled_like_one_by_one(database) -> None:  # type: ignore[no-untyped-def]
+    # handle_many reads its batch with one query (stored_events) and hands each event in.
+    for n in (1, 2, 3):
+        webhooks.store(database, _body(n), f"evt_{n}")
+    ignored = json.dumps({"event": "settlement.processed"}).encode()
+    webhooks.store(database, ignored, "evt_ignored")
+    first = webhooks.handle(database, "evt_2")
+    assert first.outcome == "unknown_payment"  # no such payment: handled, nothing to apply
+
+    batch = ["evt_1", "evt_2", "evt_gone", "evt_3", "evt_ignored"]
+    stored = webhooks.stored_events(database, batch)
+    assert sorted(stored) == ["evt_1", "evt_2", "evt_3", "evt_ignored"]
+    outcomes = [webhooks.handle(database, event_id, stored=stored.get(event_id)).outcome for event_id in batch]
+    assert outcomes == ["unknown_payment", "already_handled", "missing", "unknown_payment", "ignored"]
+    statuses = {d["_id"]: (d["status"], d.get("outcome")) for d in database[webhooks.EVENTS].find({})}
+    assert statuses == {"evt_1": ("handled", "unknown_payment"), "evt_2": ("handled", "unknown_payment"),
+                        "evt_3": ("handled", "unknown_payment"), "evt_ignored": ("ignored", "ignored")}
