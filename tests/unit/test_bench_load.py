@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from bench.load import Client
+from tests.http_stub import answer, serving
 
 
 class _Answers(BaseHTTPRequestHandler):
@@ -19,24 +20,21 @@ class _Answers(BaseHTTPRequestHandler):
     seen: list[tuple[str, bytes, str]] = []  # noqa: RUF012 (one server per test)
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.seen.append((self.path, body, self.headers.get("X-Test", "")))
-        n = json.loads(body)["n"]
-        answer = json.dumps({"n": n, "status": "odd" if n % 2 else "even"}).encode()
+        sent = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((self.path, sent, self.headers.get("X-Test", "")))
+        n = json.loads(sent)["n"]
+        body = json.dumps({"n": n, "status": "odd" if n % 2 else "even"}).encode()
         if n == 5:
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(answer), answer))
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
             return
-        self.send_response(400 if n == 3 else 200)
-        self.send_header("Content-Length", str(len(answer)))
-        self.send_header("Location", f"/things/{n}")
+        headers = {"Location": f"/things/{n}"}
         if n == 7:
-            self.send_header("Connection", "close")
+            headers["Connection"] = "close"
             self.close_connection = True
-        self.end_headers()
-        self.wfile.write(answer)
+        answer(self, 400 if n == 3 else 200, body, headers)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -45,12 +43,8 @@ class _Answers(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     _Answers.seen = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/hook"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_Answers) as url:
+        yield f"{url}/hook"
 
 
 def test_raw_client_counts_answers_errors_and_reconnects(server: str) -> None:

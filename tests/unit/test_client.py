@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from pydantic import BaseModel
@@ -14,6 +13,7 @@ from api import create_app
 from api.contract import build
 from client import models
 from client.api import ApiError, KiranaClient, Unavailable
+from tests.http_stub import answer, serving
 
 SCHEMAS = build(create_app())["components"]["schemas"]
 CLIENT_MODELS = [m for m in vars(models).values()
@@ -52,14 +52,7 @@ class _Flaky(BaseHTTPRequestHandler):
                                    "status": 503}, 503, {"Retry-After": "1"}
         else:
             body, status, extra = ORDER, 202, {}
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(raw)
+        answer(self, status, json.dumps(body).encode(), {"Content-Type": "application/json", **extra})
 
     def log_message(self, *args: object) -> None:
         pass
@@ -69,12 +62,8 @@ class _Flaky(BaseHTTPRequestHandler):
 def flaky() -> Iterator[str]:
     _Flaky.seen = []
     _Flaky.failures = 2
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Flaky) as url:
+        yield url
 
 
 def test_a_submit_is_retried_on_503_after_retry_after_with_one_idempotency_key(flaky: str) -> None:

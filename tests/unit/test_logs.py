@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
@@ -64,15 +66,24 @@ def test_card_numbers_pass_the_luhn_check_and_ids_do_not_count() -> None:
     assert logs.card_numbers("Task x[10087231-3156-4558-8c2a-332dd7953c36] received") == []
 
 
-def test_buffered_lines_come_out_in_order_soon_and_warnings_at_once() -> None:
-    out = io.StringIO()
-    handler = logs.BufferedLineHandler(out, flush_s=0.05)
+@contextlib.contextmanager
+def _buffered(name: str, out: io.StringIO, flush_s: float) -> Iterator[tuple[logging.Logger, logs.BufferedLineHandler]]:
+    """A logger of its own writing bare messages through a BufferedLineHandler into `out`."""
+    handler = logs.BufferedLineHandler(out, flush_s=flush_s)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    log = logging.getLogger("kirana.test.buffered")
+    log = logging.getLogger(name)
     log.addHandler(handler)
     log.propagate = False
     log.setLevel(logging.INFO)
     try:
+        yield log, handler
+    finally:
+        log.removeHandler(handler)
+
+
+def test_buffered_lines_come_out_in_order_soon_and_warnings_at_once() -> None:
+    out = io.StringIO()
+    with _buffered("kirana.test.buffered", out, flush_s=0.05) as (log, _):
         for i in range(5):
             log.info("line %d", i)
         assert out.getvalue() == "", "written per line: not buffered"
@@ -83,8 +94,6 @@ def test_buffered_lines_come_out_in_order_soon_and_warnings_at_once() -> None:
         while "later" not in out.getvalue() and time.monotonic() < deadline:
             time.sleep(0.01)
         assert out.getvalue().splitlines()[-1] == "later", "a buffered line never came out"
-    finally:
-        log.removeHandler(handler)
 
 
 def test_a_forked_child_does_not_write_its_parents_buffered_lines_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -108,13 +117,7 @@ def test_a_forked_child_does_not_write_its_parents_buffered_lines_again(tmp_path
 def test_lines_from_many_threads_come_out_once_each_and_in_each_threads_order() -> None:
     # The buffer takes lines without a lock (deque.append) while the flusher drains it.
     out = io.StringIO()
-    handler = logs.BufferedLineHandler(out, flush_s=0.001)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log = logging.getLogger("kirana.test.threads")
-    log.addHandler(handler)
-    log.propagate = False
-    log.setLevel(logging.INFO)
-    try:
+    with _buffered("kirana.test.threads", out, flush_s=0.001) as (log, handler):
         threads = [threading.Thread(target=lambda t=t: [log.info("%d %d", t, i) for i in range(2000)])
                    for t in range(8)]
         for thread in threads:
@@ -122,8 +125,6 @@ def test_lines_from_many_threads_come_out_once_each_and_in_each_threads_order() 
         for thread in threads:
             thread.join()
         handler.flush()
-    finally:
-        log.removeHandler(handler)
     seen: dict[int, list[int]] = {t: [] for t in range(8)}
     for line in out.getvalue().splitlines():
         t, i = map(int, line.split())
