@@ -8,11 +8,13 @@ taken mostly by whichever worker is awake: 1 and 15, 0 and 16 were seen with
 one core, so the crowded one saturates while the other idles: webhook ingest
 fell from ~1,150 to 700-950 events/s on such runs.
 
-Each worker writes how many connections it holds into a table shared by all
-workers (created in the master, before it forks them), and stops listening
-while it holds more than the least loaded live worker; it listens again on
-its next turn of the event loop after that changes (at once under load, at
-most a second later when idle). With one worker it is plain gthread.
+Each worker writes how many connections it holds, and when it last looked,
+into a table shared by all workers (created in the master, before it forks
+them), and stops listening while it holds more than the least loaded other
+worker; it listens again on its next turn of the event loop after that
+changes (at once under load, at most a second later when idle). A worker that
+has not looked for STALE_S (killed, stopped, wedged) is left out, so the
+others never wait for it. With one worker it is plain gthread.
 
     gunicorn --worker-class stack.balanced_worker.BalancedThreadWorker ...
 """
@@ -22,14 +24,20 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import time
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
 SLOTS = 64  # more workers than this on one master share no table: they run as plain gthread
-# Per slot: the worker's pid (0 = free) and the connections it holds. Written by its own worker only.
+# A worker's loop turns at least once a second (gthread waits for events 1 s at most):
+# one that has not turned for this long is not serving, and is not waited for.
+STALE_S = 3.0
+# Per slot: the worker's pid (0 = free), the connections it holds and when it last looked
+# (time.monotonic, one clock for every process on the machine). Written by its own worker only.
 _PIDS = multiprocessing.RawArray(ctypes.c_int, SLOTS)
 _CONNS = multiprocessing.RawArray(ctypes.c_int, SLOTS)
+_SEEN = multiprocessing.RawArray(ctypes.c_double, SLOTS)
 _CLAIM = multiprocessing.Lock()
 
 
@@ -50,6 +58,7 @@ def claim_slot(pid: int) -> int | None:
             if _PIDS[slot] == 0 or (_PIDS[slot] != pid and not _alive(_PIDS[slot])):
                 _PIDS[slot] = pid
                 _CONNS[slot] = 0
+                _SEEN[slot] = 0.0  # not waited for until its loop turns (it may take seconds to load the app)
                 return slot
     return None
 
@@ -59,26 +68,16 @@ def release_slot(slot: int) -> None:
     _PIDS[slot] = 0
 
 
-def least_other(slot: int) -> int | None:
-    """Connections held by the least loaded live worker other than `slot`'s; None when it is alone."""
+def least_other(slot: int, now: float) -> int | None:
+    """Connections held by the least loaded other worker seen within STALE_S; None when there is none."""
     least: int | None = None
     for other in range(SLOTS):
-        pid = _PIDS[other]
-        if other == slot or pid == 0:
+        if other == slot or _PIDS[other] == 0 or now - _SEEN[other] > STALE_S:
             continue
         conns = _CONNS[other]
         if least is None or conns < least:
             least = conns
     return least
-
-
-def _forget_dead(slot: int) -> None:
-    for other in range(SLOTS):
-        pid = _PIDS[other]
-        if other != slot and pid and not _alive(pid):
-            with _CLAIM:
-                if _PIDS[other] == pid:
-                    release_slot(other)
 
 
 class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -96,11 +95,10 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
         slot = self._slot
         if slot is None:
             return cap
+        now = time.monotonic()
         _CONNS[slot] = self.nr_conns
-        least = least_other(slot)
-        if least is not None and self.nr_conns > least:
-            _forget_dead(slot)  # a worker killed outright left its slot behind: not a worker to wait for
-            least = least_other(slot)
+        _SEEN[slot] = now
+        least = least_other(slot, now)
         if least is None or self.nr_conns <= least:
             return cap
         return min(cap, least + 1)  # listen again once another holds as many as this one

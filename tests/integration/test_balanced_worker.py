@@ -11,13 +11,14 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from stack import servers
+from stack import balanced_worker, servers
 from tests.harness import eventually
 
 CONNECTIONS = 16
@@ -94,7 +95,7 @@ def _even(split: Counter[int]) -> bool:
     return len(split) == 2 and max(split.values()) - min(split.values()) <= 2
 
 
-def test_a_burst_of_connections_is_shared_evenly_and_a_killed_worker_is_not_waited_for(
+def test_a_burst_of_connections_is_shared_evenly_and_a_stopped_or_killed_worker_is_not_waited_for(
         gunicorn: servers.Server) -> None:
     port = gunicorn.port
     assert port is not None
@@ -102,11 +103,20 @@ def test_a_burst_of_connections_is_shared_evenly_and_a_killed_worker_is_not_wait
     for _ in range(3):
         split = _burst(port)
         assert _even(split), f"connections per worker: {dict(split)}"
+    stopped, survivor = list(split)
 
-    # A worker killed outright leaves its slot in the table; the master starts another,
-    # and neither it nor the survivor waits for the dead one.
-    victim = next(iter(split))
-    os.kill(victim, signal.SIGKILL)
-    _workers_answering(port, besides=victim)
+    # A worker that stops turning its loop (SIGSTOP here; wedged, in life) is left out after
+    # STALE_S: the other takes the whole burst instead of waiting for it.
+    eventually(lambda: _server_side_sockets(port) == 0, what="the workers letting go of the last burst")
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        time.sleep(balanced_worker.STALE_S + 0.5)
+        assert _burst(port) == {survivor: CONNECTIONS}
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+
+    # A worker killed outright: the master starts another, and the two share again.
+    os.kill(stopped, signal.SIGKILL)
+    _workers_answering(port, besides=stopped)
     split = _burst(port)
-    assert _even(split) and victim not in split, f"connections per worker after the kill: {dict(split)}"
+    assert _even(split) and stopped not in split, f"connections per worker after the kill: {dict(split)}"
