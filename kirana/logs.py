@@ -75,15 +75,14 @@ def _secret_key(key: str) -> bool:
     return key != "event" and _SECRET_KEYS.search(key) is not None
 
 
-def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Drop secret-looking fields and mask card numbers and UPI ids in the message."""
+def redact(event: MutableMapping[str, Any]) -> None:
+    """Drop secret-looking fields and mask card numbers and UPI ids in the message (in place)."""
     for key in list(event):
         if _secret_key(key):
             event[key] = "[redacted]"
     message = event.get("event")
     if isinstance(message, str):
         event["event"] = _mask_text(message)
-    return event
 
 
 # A LogRecord's own attributes: any other attribute of a record came in `extra=`.
@@ -97,8 +96,8 @@ class JsonLineFormatter(logging.Formatter):
     The same line structlog's ProcessorFormatter made from our chain of processors
     (merge_contextvars, add_log_level, add_logger_name, TimeStamper, ExtraAdder,
     redact, format_exc_info, JSONRenderer), written out: that chain copied every
-    record and cost ~36 µs a line, ~85 µs with 8 request threads; this ~10 µs.
-    The API logs a line per request, so it was ~10% of a webhook's CPU.
+    record; a logged line cost ~36 µs with it and ~19 µs with this (~11 µs of it
+    formatting). The API logs a line per request, so it was ~10% of a webhook's CPU.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -111,7 +110,7 @@ class JsonLineFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _RECORD_KEYS:
                 event[key] = value
-        redact(None, "", event)
+        redact(event)
         if record.exc_info:
             event["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
         if record.stack_info:
