@@ -189,15 +189,12 @@ class Client:
         n = len(bodies)
         if headers is not None and len(headers) != n:
             raise ValueError(f"{len(headers)} header sets for {n} bodies")
+        tally = _Tally(n, expect, classify)
         if self.transport == "raw":
-            wire = [raw_request(urlsplit(url), body, JSON_HEADERS if headers is None else headers[i])
+            parts = urlsplit(url)
+            wire = [raw_request(parts, body, JSON_HEADERS if headers is None else headers[i])
                     for i, body in enumerate(bodies)]
-            return asyncio.run(_RawRun(url, wire, expect=expect, classify=classify, rate=rate,
-                                       stop=self.stop).run(self.concurrency))
-        latencies: list[float | None] = [None] * n
-        locations: list[str | None] = [None] * n
-        labels: list[str | None] = [None] * n
-        errors: Counter[str] = Counter()
+            return asyncio.run(_RawRun(parts, wire, tally, rate=rate, stop=self.stop).run(self.concurrency))
         lock = threading.Lock()
         next_job = iter(range(n))
         clock = [0.0]
@@ -220,18 +217,9 @@ class Client:
                     status, location, content = session.post(
                         url, bodies[i], JSON_HEADERS if headers is None else headers[i])
                 except (requests.RequestException, OSError, http.client.HTTPException) as exc:
-                    with lock:
-                        errors[type(exc).__name__] += 1
+                    tally.error(type(exc).__name__)
                     continue
-                elapsed_ms = (time.perf_counter() - started) * 1000
-                if status != expect:
-                    with lock:
-                        errors[f"HTTP {status}"] += 1
-                    continue
-                latencies[i] = elapsed_ms
-                locations[i] = location
-                if classify is not None:
-                    labels[i] = classify(content)
+                tally.answer(i, started, status, location, content)
 
         threads = [threading.Thread(target=work, args=(s,), daemon=True, name=f"bench-client-{k}")
                    for k, s in enumerate(self.sessions)]
@@ -241,31 +229,54 @@ class Client:
         started = clock[0]
         for thread in threads:
             thread.join()
-        wall_s = time.perf_counter() - started
+        return tally.phase(time.perf_counter() - started)
+
+
+class _Tally:
+    """One run's answers: each job's latency, Location and label, the errors by kind; then its Phase."""
+
+    def __init__(self, n: int, expect: int, classify: Callable[[bytes], str] | None) -> None:
+        self.n, self.expect, self.classify = n, expect, classify
+        self.latencies: list[float | None] = [None] * n
+        self.locations: list[str | None] = [None] * n
+        self.labels: list[str | None] = [None] * n
+        self.errors: Counter[str] = Counter()
+        self._lock = threading.Lock()  # the threaded transports count errors from many threads
+
+    def error(self, kind: str) -> None:
+        with self._lock:
+            self.errors[kind] += 1
+
+    def answer(self, i: int, started: float, status: int, location: str, content: bytes) -> None:
+        """Job `i` was answered: its latency since `started`, or an error if the status is not the one expected."""
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if status != self.expect:
+            self.error(f"HTTP {status}")
+            return
+        self.latencies[i] = elapsed_ms
+        self.locations[i] = location
+        if self.classify is not None:
+            self.labels[i] = self.classify(content)
+
+    def phase(self, wall_s: float) -> Phase:
         return Phase(
-            sent=n,
+            sent=self.n,
             wall_s=wall_s,
-            latencies_ms=[x for x in latencies if x is not None],
-            errors=errors,
-            locations=[x for x in locations if x is not None],
-            outcomes=Counter(x for x in labels if x is not None),
+            latencies_ms=[x for x in self.latencies if x is not None],
+            errors=self.errors,
+            locations=[x for x in self.locations if x is not None],
+            outcomes=Counter(x for x in self.labels if x is not None),
         )
 
 
 class _RawRun:
     """`Client.run` on one asyncio loop: the same jobs, latencies and errors, a fraction of the CPU."""
 
-    def __init__(self, url: str, wire: list[bytes], *, expect: int, classify: Callable[[bytes], str] | None,
-                 rate: float | None, stop: threading.Event) -> None:
-        parts = urlsplit(url)
+    def __init__(self, parts: SplitResult, wire: list[bytes], tally: _Tally, *, rate: float | None,
+                 stop: threading.Event) -> None:
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.wire, self.expect, self.classify, self.rate, self.stop = wire, expect, classify, rate, stop
-        n = len(wire)
-        self.latencies: list[float | None] = [None] * n
-        self.locations: list[str | None] = [None] * n
-        self.labels: list[str | None] = [None] * n
-        self.errors: Counter[str] = Counter()
-        self.next_job = iter(range(n))
+        self.wire, self.tally, self.rate, self.stop = wire, tally, rate, stop
+        self.next_job = iter(range(len(wire)))
         self.clock = 0.0
 
     async def run(self, concurrency: int) -> Phase:
@@ -277,14 +288,7 @@ class _RawRun:
         finally:
             for _, writer in conns:
                 writer.close()
-        return Phase(
-            sent=len(self.wire),
-            wall_s=wall_s,
-            latencies_ms=[x for x in self.latencies if x is not None],
-            errors=self.errors,
-            locations=[x for x in self.locations if x is not None],
-            outcomes=Counter(x for x in self.labels if x is not None),
-        )
+        return self.tally.phase(wall_s)
 
     async def work(self, conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]], k: int) -> None:
         while not self.stop.is_set():
@@ -298,31 +302,23 @@ class _RawRun:
             else:
                 started = time.perf_counter()
             reader, writer = conns[k]
+            answer = None
             try:
                 async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    status, location, content, close = await raw_exchange(reader, writer, self.wire[i])
+                    answer = await raw_exchange(reader, writer, self.wire[i])
             except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                     RawAnswerError) as exc:
-                self.errors[type(exc).__name__] += 1
-                status, close = 0, True
-            if close:  # the answer was lost or the server is done with this connection: open another
+                self.tally.error(type(exc).__name__)
+            if answer is None or answer[3]:  # lost, or the server is done with this connection: open another
                 writer.close()
                 try:
                     conns[k] = await asyncio.open_connection(self.host, self.port)
                 except OSError as exc:
-                    self.errors[type(exc).__name__] += 1
+                    self.tally.error(type(exc).__name__)
                     return
-            if status == 0:
-                continue
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            if status != self.expect:
-                self.errors[f"HTTP {status}"] += 1
-                continue
-            self.latencies[i] = elapsed_ms
-            self.locations[i] = location
-            if self.classify is not None:
-                self.labels[i] = self.classify(content)
-
+            if answer is not None:
+                status, location, content, _ = answer
+                self.tally.answer(i, started, status, location, content)
 
 def order_bodies(n: int, store_id: str, skus: Sequence[str], rng: random.Random) -> list[bytes]:
     """`n` valid cash-on-delivery orders of 1-3 distinct SKUs, as JSON bytes (the customer is the token's)."""
