@@ -111,7 +111,7 @@ class CpuMeter:
         return max(0.0, self.machine_s - sum(self.used_s.values()))
 
 
-def _socket_inodes_on_port(port: int) -> set[str]:
+def server_sockets(port: int) -> set[str]:
     """Inodes of TCP sockets whose local port is `port`, LISTEN excepted (the server's side of connections)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -131,7 +131,7 @@ def connections_per_process(session: int, port: int) -> dict[int, int]:
 
     Shows how a server's workers share its clients (gunicorn: which worker took which connection).
     """
-    inodes = _socket_inodes_on_port(port)
+    inodes = server_sockets(port)
     held: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():

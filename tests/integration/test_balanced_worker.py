@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.procstat import server_sockets
 from stack import balanced_worker, servers
 from tests.harness import eventually
 
@@ -34,23 +35,13 @@ def _ask_pid(sock: socket.socket) -> int:
     return int(data.split(b"\r\n\r\n", 1)[1])
 
 
-def _server_side_sockets(port: int) -> int:
-    """Connections to `port` the server still holds (any state but LISTEN), from /proc/net/tcp."""
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        if int(local.split(":")[1], 16) == port and state != "0A":
-            count += 1
-    return count
-
-
 def _burst(port: int, n: int = CONNECTIONS) -> Counter[int]:
     """Open `n` connections at once, then ask each which worker holds it; closes them after.
 
     First waits until the workers have let go of earlier connections: they count
     in the balance for as long as they are held.
     """
-    eventually(lambda: _server_side_sockets(port) == 0, what="the workers letting go of earlier connections")
+    eventually(lambda: not server_sockets(port), what="the workers letting go of earlier connections")
     socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
     try:
         return Counter(_ask_pid(sock) for sock in socks)
@@ -107,7 +98,7 @@ def test_a_burst_of_connections_is_shared_evenly_and_a_stopped_or_killed_worker_
 
     # A worker that stops turning its loop (SIGSTOP here; wedged, in life) is left out after
     # STALE_S: the other takes the whole burst instead of waiting for it.
-    eventually(lambda: _server_side_sockets(port) == 0, what="the workers letting go of the last burst")
+    eventually(lambda: not server_sockets(port), what="the workers letting go of the last burst")
     os.kill(stopped, signal.SIGSTOP)
     try:
         time.sleep(balanced_worker.STALE_S + 0.5)
