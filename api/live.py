@@ -55,8 +55,6 @@ READY_WAIT_S = 2.0
 # How often an idle socket wakes by itself (to check the token again); a client closing or
 # sending something wakes it at once (_WakingEvent).
 POLL_S = 15.0
-# Reads of an order and its events until they agree (see _state).
-STATE_READS = 3
 
 
 class _WakingEvent:
@@ -206,20 +204,14 @@ def _authenticate(token: str | None, permission: str = "orders:read") -> Princip
 def _state(principal: Principal, order_id: str) -> dict[str, Any]:
     """The order as GET /api/v1/orders/<id> shows it; 404 alike for no order and someone else's.
 
-    Events are read before the order, so they never run ahead of its status (a status
-    the state shows as an event is not sent again, so it must be shown as the status too).
-    A status change lands in the order a moment before its event: then both are read again.
+    Read with orders.with_events: a status the state shows as an event is not sent
+    again, so it must be shown as the status too.
     """
-    database = db.database()
     try:
-        for _ in range(STATE_READS):
-            order_events = orders.events(database, order_id)
-            order = orders.get(database, order_id)
-            if not can_see_order(principal, order):
-                # 404, not 403: whether someone else's order exists is not for this user to learn.
-                raise orders.OrderNotFound(order_id)
-            if not order_events or order_events[-1]["status"] == order["status"]:
-                break
+        order, order_events = orders.with_events(db.database(), order_id)
+        if not can_see_order(principal, order):
+            # 404, not 403: whether someone else's order exists is not for this user to learn.
+            raise orders.OrderNotFound(order_id)
         return orders.view(order, order_events)
     except orders.OrderNotFound as exc:
         raise Refused(404, "not-found", "Order not found", str(exc)) from None

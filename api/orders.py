@@ -54,12 +54,12 @@ def submit() -> Response:
 @documented(ok={200: OrderOut}, tags=("orders",))
 def show(order_id: str) -> Response:
     """An order with its events (404 for an order that is not yours to see)."""
-    database = db.database()
-    order = orders.get(database, order_id)
+    # Read as one story: a worker's status change lands a moment before its event.
+    order, order_events = orders.with_events(db.database(), order_id)
     if not can_see_order(principal(), order):
         # 404, not 403: whether someone else's order exists is not for this user to learn.
         raise orders.OrderNotFound(order_id)
-    return jsonify(orders.view(order, orders.events(database, order_id)))
+    return jsonify(orders.view(order, order_events))
 
 
 @bp.post("/<order_id>/cancel")
@@ -76,7 +76,7 @@ def cancel(order_id: str) -> tuple[Response, int]:
         order_tasks.cancel(database, order_id, actor=me.user_id, ip=client_address())
     except payments.CannotCancel as exc:
         raise Problem(409, "cannot-cancel", "The order cannot be cancelled now", str(exc)) from None
-    return jsonify(orders.view(orders.get(database, order_id), orders.events(database, order_id))), 202
+    return jsonify(orders.view(*orders.with_events(database, order_id))), 202
 
 
 @bp.post("/<order_id>/retry-payment")
@@ -94,4 +94,4 @@ def retry_payment(order_id: str) -> tuple[Response, int]:
         raise Problem(409, "cannot-retry-payment", "No payment to retry",
                       f"only an order whose payment failed can be paid again; this one is {order['status']}")
     reliability.enqueue(payment_tasks.create_order, [order_id, attempt])
-    return jsonify(orders.view(orders.get(database, order_id), orders.events(database, order_id))), 202
+    return jsonify(orders.view(*orders.with_events(database, order_id))), 202

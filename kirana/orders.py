@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -309,6 +310,29 @@ def get(db: Database, order_id: str) -> dict[str, Any]:
 def events(db: Database, order_id: str) -> list[dict[str, Any]]:
     found = db[collections.ORDER_EVENTS].find({"order_id": order_id})
     return sorted(found, key=lambda e: (e["at_ms"], e["seq"]))
+
+
+# Reads of an order and its events until they agree (see with_events), a moment apart:
+# on a busy machine the worker between its move and its event may be off the CPU a while.
+CONSISTENT_READS = 3
+CONSISTENT_PAUSE_S = 0.01
+
+
+def with_events(db: Database, order_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The order and its events as one story, for showing them together.
+
+    Events are read before the order, so they never run ahead of its status. A status
+    change lands in the order a moment before its event (`move`, then `record_event`):
+    when the last event is not the order's status, both are read again, a few times.
+    """
+    for read in range(CONSISTENT_READS):
+        if read:
+            time.sleep(CONSISTENT_PAUSE_S)
+        order_events = events(db, order_id)
+        order = get(db, order_id)
+        if not order_events or order_events[-1]["status"] == order["status"]:
+            break
+    return order, order_events
 
 
 def view(order: Mapping[str, Any], order_events: list[dict[str, Any]]) -> dict[str, Any]:

@@ -102,3 +102,22 @@ def test_stuck_orders_are_found_oldest_first(database) -> None:  # type: ignore[
     found = orders.stuck(database, older_than_ms=b["created_at_ms"] + 1, limit=10)
 
     assert found == [a["_id"], b["_id"]]
+
+
+def test_an_order_is_shown_with_its_events_as_one_story(database) -> None:  # type: ignore[no-untyped-def]
+    order, _ = orders.place(database, _new())
+    order_id = order["_id"]
+    shown, shown_events = orders.with_events(database, order_id)
+    assert shown["status"] == "accepted" and [e["status"] for e in shown_events] == ["accepted"]
+
+    # A worker's move lands in the order a moment before its event: until the event is
+    # there, the status is shown ahead of the events, never the events ahead of the status.
+    database[collections.ORDERS].update_one({"_id": order_id}, {"$set": {"status": "processing"}})
+    shown, shown_events = orders.with_events(database, order_id)
+    assert shown["status"] == "processing" and [e["status"] for e in shown_events] == ["accepted"]
+
+    orders.record_event(database, order_id, Status.PROCESSING, shown["created_at_ms"] + 1)
+    shown, shown_events = orders.with_events(database, order_id)
+    assert [e["status"] for e in shown_events] == ["accepted", "processing"] == ["accepted", shown["status"]]
+    with pytest.raises(OrderNotFound):
+        orders.with_events(database, "ord_missing")
