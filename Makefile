@@ -39,7 +39,7 @@ help: ## list the targets by group
 ##@ Setup
 
 $(STAMP):
-	@command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install -y redis-server"; exit 1; }
+	@command -v redis-server >/dev/null || .ci/install-tools redis || { echo "redis-server is missing: apt-get install -y redis-server"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	rm -f $(VENV)/.installed-*
@@ -55,7 +55,7 @@ install: $(STAMP) ## create the virtualenv and install the pinned dependencies
 
 exporter: $(EXPORTER_STAMP) ## celery-exporter's own virtualenv (.venv-exporter, deploy/exporter-constraints.txt)
 
-tools: ## install promtool, amtool and nginx for the deploy checks (apt; only what is missing)
+tools: ## install redis-server, and promtool, amtool and nginx for the deploy checks (apt; only what is missing)
 	.ci/install-tools
 
 ##@ Development
