@@ -204,8 +204,8 @@ def _authenticate(token: str | None, permission: str = "orders:read") -> Princip
 def _state(principal: Principal, order_id: str) -> dict[str, Any]:
     """The order as GET /api/v1/orders/<id> shows it; 404 alike for no order and someone else's.
 
-    Read with orders.with_events: a status the state shows as an event is not sent
-    again, so it must be shown as the status too.
+    One read (the order and its history are one document): a status the state shows
+    as an event is not sent again, so it is shown as the status too.
     """
     try:
         order, order_events = orders.with_events(db.database(), order_id)

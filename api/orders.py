@@ -38,10 +38,7 @@ def submit() -> Response:
         order, created = order_tasks.submit(database, new, key)
     except pymongo.errors.PyMongoError as exc:
         raise unavailable("mongodb", exc) from exc
-    # A new order's one event is known: no second read that could fail after the order was stored.
-    shown_events = ([{"status": "accepted", "seq": 0, "at_ms": order["created_at_ms"]}] if created
-                    else orders.events(database, order["_id"]))
-    resp = jsonify(orders.view(order, shown_events))
+    resp = jsonify(orders.view(order, orders.history(order)))
     resp.status_code = 202
     resp.headers["Location"] = url_for("orders.show", order_id=order["_id"])
     if not created:
@@ -54,7 +51,6 @@ def submit() -> Response:
 @documented(ok={200: OrderOut}, tags=("orders",))
 def show(order_id: str) -> Response:
     """An order with its events (404 for an order that is not yours to see)."""
-    # Read as one story: a worker's status change lands a moment before its event.
     order, order_events = orders.with_events(db.database(), order_id)
     if not can_see_order(principal(), order):
         # 404, not 403: whether someone else's order exists is not for this user to learn.

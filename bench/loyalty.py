@@ -63,7 +63,7 @@ def _shops(database) -> list[str]:  # type: ignore[no-untyped-def]
 def _confirmed_orders(database, stores: list[str], opts: LoyaltyOptions) -> list[str]:  # type: ignore[no-untyped-def]
     rnd = random.Random(opts.seed)
     now = now_ms()
-    docs, events = [], []
+    docs = []
     for i in range(opts.awards):
         store = rnd.choice(stores)
         lines = []
@@ -78,12 +78,10 @@ def _confirmed_orders(database, stores: list[str], opts: LoyaltyOptions) -> list
                      "items": [{"sku": x["sku"], "qty": x["qty"]} for x in lines], "lines": lines,
                      "total_paise": sum(x["line_total_paise"] for x in lines), "payment_method": "cod",
                      "status": "confirmed", "idempotency_key": f"auto:{oid}", "request_fingerprint": "bench",
+                     "history": {"confirmed": {"status": "confirmed", "seq": 5, "at_ms": at}},
                      "created_at": utcnow(), "created_at_ms": at, "updated_at_ms": at})
-        events.append({"_id": f"{oid}:confirmed", "order_id": oid, "status": "confirmed", "seq": 5, "at": utcnow(),
-                       "at_ms": at})
     for start in range(0, len(docs), INSERT_CHUNK):
         database[db.ORDERS].insert_many(docs[start:start + INSERT_CHUNK], ordered=False)
-        database[db.ORDER_EVENTS].insert_many(events[start:start + INSERT_CHUNK], ordered=False)
     return [d["_id"] for d in docs]
 
 

@@ -170,13 +170,12 @@ def confirmation(database: Database, order_ids: Sequence[str]) -> Confirmation:
     ids = list(order_ids)
     orders = {
         doc["_id"]: doc
-        for doc in database[db.ORDERS].find({"_id": {"$in": ids}}, {"created_at_ms": 1, "status": 1})
+        for doc in database[db.ORDERS].find({"_id": {"$in": ids}},
+                                            {"created_at_ms": 1, "status": 1, f"history.{Status.CONFIRMED}": 1})
     }
     confirmed_at = {
-        event["order_id"]: int(event["at_ms"])
-        for event in database[db.ORDER_EVENTS].find(
-            {"_id": {"$in": [f"{order_id}:{Status.CONFIRMED}" for order_id in ids]}}, {"order_id": 1, "at_ms": 1}
-        )
+        order_id: int(doc["history"][Status.CONFIRMED]["at_ms"])
+        for order_id, doc in orders.items() if Status.CONFIRMED in doc.get("history", {})
     }
     latencies = [
         float(at_ms - int(orders[order_id]["created_at_ms"]))

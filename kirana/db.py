@@ -16,6 +16,8 @@ from kirana.config import Settings, settings
 
 # Collection names, in one place so the migrations and tests agree.
 ORDERS = "orders"
+# Before v10 an order's events were their own collection; now they are the order's `history`,
+# and this is the archive the v10 migration read (nothing writes it).
 ORDER_EVENTS = "order_events"
 PRODUCTS = "products"
 STORES = "stores"

@@ -57,9 +57,6 @@ def _claim(db: Database, order_id: str, lease_ms: int, publish: Publisher | None
             {"$set": {"claim": {"token": token, "until_ms": until}, "updated_at_ms": now_ms()}},
             return_document=ReturnDocument.AFTER,
         )
-    if claimed is not None:
-        # A taken-over order: its first claimant may have died before recording the event.
-        orders.ensure_current_event(db, claimed)
     return (token, claimed) if claimed is not None else None
 
 
@@ -107,13 +104,10 @@ def process_order(db: Database, order_id: str, *, lease_ms: int, pay_within_ms: 
     order = orders.get(db, order_id)
     if order["status"] == Status.CONFIRMED:
         # A redelivery after a crash between confirming and settling finishes
-        # the settling (and the event); on a settled order this changes nothing.
+        # the settling; on a settled order this changes nothing.
         _settle_holds(db, order)
-        orders.ensure_current_event(db, order)
         return Outcome(order_id, order["status"], acted=False)
     if order["status"] not in {Status.ACCEPTED, Status.PROCESSING}:
-        # A run that moved the order but failed before writing the event: write it now.
-        orders.ensure_current_event(db, order)
         return Outcome(order_id, order["status"], acted=False)
 
     # A fresh token per run: two deliveries of one message must not share a claim.

@@ -3,14 +3,15 @@
 An order moves only along `TRANSITIONS`, and every move is one
 compare-and-set update whose filter holds the status it expects, so a step
 that runs twice (a redelivered task, a duplicate message) finds nothing to
-change the second time. Every move is also recorded as an order event.
+change the second time. The same update records the move as an event in the
+order's `history` (a sub-document per status reached, `$set` by key, never a
+`$push`: docs/mongodb-subset.md), so an order and its story cannot disagree.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -150,36 +151,13 @@ def check_transition(current: Status, target: Status) -> None:
         raise IllegalTransition(f"an order cannot go from {current} to {target}")
 
 
-def record_event(
-    db: Database,
-    order_id: str,
-    status: Status,
-    at_ms: int,
-    *,
-    detail: Mapping[str, Any] | None = None,
-    publish: Publisher | None = None,
-    attempt: int | None = None,
-) -> None:
-    """Insert the event for reaching `status`; a second insert is a no-op.
+def history_key(status: Status, attempt: int | None = None) -> str:
+    """The key of reaching `status` in the order's history: a status is reached at most once per attempt."""
+    return f"{status}-{attempt}" if attempt else str(status)
 
-    The event id is (order, status[, payment attempt]): a status is reached
-    at most once per attempt, so a replayed step cannot record it twice.
-    """
-    event = {
-        "_id": f"{order_id}:{status}" + (f":{attempt}" if attempt else ""),
-        "order_id": order_id,
-        "status": str(status),
-        "seq": _SEQ[status],
-        "at": utcnow(),
-        "at_ms": at_ms,
-        **({"detail": dict(detail)} if detail else {}),
-    }
-    try:
-        db[collections.ORDER_EVENTS].insert_one(event)
-    except DuplicateKeyError:
-        return
-    if publish is not None:
-        publish(order_id, {"order_id": order_id, "status": str(status), "at_ms": at_ms})
+
+def history_entry(status: Status, at_ms: int, detail: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {"status": str(status), "seq": _SEQ[status], "at_ms": at_ms, **({"detail": dict(detail)} if detail else {})}
 
 
 def place(
@@ -189,7 +167,7 @@ def place(
     idempotency_key: str | None = None,
     publish: Publisher | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Store `new` as an accepted order; return (order, created).
+    """Store `new` as an accepted order, with its "accepted" event, in one insert; return (order, created).
 
     With an idempotency key, the same key and body give back the first order
     (created=False) and a different body raises IdempotencyConflict. The key
@@ -200,9 +178,6 @@ def place(
     at_ms = now_ms()
     scoped_key = f"{new.customer_id}:{idempotency_key}" if idempotency_key else f"auto:{order_id}"
     fingerprint = new.fingerprint()
-    # The event goes first: an event without its order is invisible, while
-    # an order without its "accepted" event would have a hole in its story.
-    record_event(db, order_id, Status.ACCEPTED, at_ms)
     doc = {
         "_id": order_id,
         "customer_id": new.customer_id,
@@ -212,6 +187,7 @@ def place(
         **({"token_id": new.token_id} if new.token_id else {}),
         **({"redeem_points": new.redeem_points} if new.redeem_points else {}),
         "status": str(Status.ACCEPTED),
+        "history": {history_key(Status.ACCEPTED): history_entry(Status.ACCEPTED, at_ms)},
         "idempotency_key": scoped_key,
         "request_fingerprint": fingerprint,
         "created_at": utcnow(),
@@ -221,7 +197,6 @@ def place(
     try:
         db[collections.ORDERS].insert_one(doc)
     except DuplicateKeyError:
-        db[collections.ORDER_EVENTS].delete_one({"_id": f"{order_id}:{Status.ACCEPTED}"})
         existing = db[collections.ORDERS].find_one({"idempotency_key": scoped_key})
         if existing is None:  # the first holder was withdrawn in between
             return place(db, new, idempotency_key=idempotency_key, publish=publish)
@@ -233,25 +208,13 @@ def place(
     return doc, True
 
 
-_PER_ATTEMPT = frozenset({Status.RESERVED, Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED})
-
-
-def ensure_current_event(db: Database, order: Mapping[str, Any]) -> None:
-    """Record the event of the order's current status if a failed run moved it without one (idempotent)."""
-    status = Status(order["status"])
-    attempt = int(order.get("payment_attempt", 1)) if status in _PER_ATTEMPT else None
-    record_event(db, order["_id"], status, int(order.get("updated_at_ms", now_ms())), attempt=attempt)
-
-
 def withdraw(db: Database, order_id: str) -> bool:
     """Remove an order that was accepted but could not be enqueued.
 
-    Only an untouched "accepted" order is removed, so the client's retry with
-    the same Idempotency-Key starts afresh and nothing is left half-written.
+    Only an untouched "accepted" order is removed (its history goes with it),
+    so the client's retry with the same Idempotency-Key starts afresh.
     """
     deleted = db[collections.ORDERS].delete_one({"_id": order_id, "status": str(Status.ACCEPTED)})
-    if deleted.deleted_count:
-        db[collections.ORDER_EVENTS].delete_many({"order_id": order_id})
     return bool(deleted.deleted_count)
 
 
@@ -270,17 +233,19 @@ def move(
 ) -> dict[str, Any] | None:
     """Compare-and-set `expected` -> `target`; None when the order was not in `expected`.
 
-    `expected` may be a set of statuses the move is allowed from. A move that
-    finds the order at `target` already makes sure that status has its event:
-    the run that moved it may have stopped before writing it (MongoDB failed,
-    the worker died), and its retry or redelivery comes through here again.
+    `expected` may be a set of statuses the move is allowed from. The status and
+    its event (`history.<key>`) are set by the same single-document update, so
+    there is no moment, and no crash, at which one is stored without the other.
     """
     froms = expected if isinstance(expected, frozenset) else frozenset({expected})
     for current in froms:
         check_transition(current, target)
     status_filter: Any = str(next(iter(froms))) if len(froms) == 1 else {"$in": sorted(str(s) for s in froms)}
     at_ms = now_ms()
-    update: dict[str, Any] = {"$set": {"status": str(target), "updated_at_ms": at_ms, **(fields or {})}}
+    update: dict[str, Any] = {"$set": {
+        "status": str(target), "updated_at_ms": at_ms,
+        f"history.{history_key(target, attempt)}": history_entry(target, at_ms, detail), **(fields or {}),
+    }}
     if unset:
         update["$unset"] = dict.fromkeys(unset, "")
     moved = db[collections.ORDERS].find_one_and_update(
@@ -288,16 +253,9 @@ def move(
         update,
         return_document=ReturnDocument.AFTER,
     )
-    if moved is not None:
-        record_event(db, order_id, target, at_ms, detail=detail, publish=publish, attempt=attempt)
-        return moved
-    # Not moved. At `target` already (for this attempt): write the event as the run that
-    # moved it would have (same id, time and detail), so racing it changes nothing.
-    found = db[collections.ORDERS].find_one({"_id": order_id}, {"status": 1, "payment_attempt": 1, "updated_at_ms": 1})
-    if (found is not None and found["status"] == str(target)
-            and (attempt is None or found.get("payment_attempt") == attempt)):
-        record_event(db, order_id, target, int(found["updated_at_ms"]), detail=detail, attempt=attempt)
-    return None
+    if moved is not None and publish is not None:
+        publish(order_id, {"order_id": order_id, "status": str(target), "at_ms": at_ms})
+    return moved
 
 
 def get(db: Database, order_id: str) -> dict[str, Any]:
@@ -307,32 +265,19 @@ def get(db: Database, order_id: str) -> dict[str, Any]:
     return order
 
 
+def history(order: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The order's events, oldest first (two in the same millisecond in the order of its life)."""
+    return sorted(order.get("history", {}).values(), key=lambda e: (e["at_ms"], e["seq"]))
+
+
 def events(db: Database, order_id: str) -> list[dict[str, Any]]:
-    found = db[collections.ORDER_EVENTS].find({"order_id": order_id})
-    return sorted(found, key=lambda e: (e["at_ms"], e["seq"]))
-
-
-# Reads of an order and its events until they agree (see with_events), a moment apart:
-# on a busy machine the worker between its move and its event may be off the CPU a while.
-CONSISTENT_READS = 3
-CONSISTENT_PAUSE_S = 0.01
+    return history(get(db, order_id))
 
 
 def with_events(db: Database, order_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The order and its events as one story, for showing them together.
-
-    Events are read before the order, so they never run ahead of its status. A status
-    change lands in the order a moment before its event (`move`, then `record_event`):
-    when the last event is not the order's status, both are read again, a few times.
-    """
-    for read in range(CONSISTENT_READS):
-        if read:
-            time.sleep(CONSISTENT_PAUSE_S)
-        order_events = events(db, order_id)
-        order = get(db, order_id)
-        if not order_events or order_events[-1]["status"] == order["status"]:
-            break
-    return order, order_events
+    """The order and its events, from one read: they are one document, written together."""
+    order = get(db, order_id)
+    return order, history(order)
 
 
 def view(order: Mapping[str, Any], order_events: list[dict[str, Any]]) -> dict[str, Any]:

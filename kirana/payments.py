@@ -103,8 +103,6 @@ def open_attempt(db: Database, gateway: Razorpay, order_id: str, attempt: int, *
     """
     order = orders.get(db, order_id)
     if order["status"] != Status.RESERVED or order.get("payment_attempt") != attempt:
-        if order["status"] == Status.AWAITING_PAYMENT and order.get("payment_attempt") == attempt:
-            orders.ensure_current_event(db, order)  # a run cut short after its move wrote no event
         return None
     pid = attempt_id(order_id, attempt)
     with contextlib.suppress(DuplicateKeyError):
@@ -188,7 +186,7 @@ def complete_order(db: Database, payment: dict[str, Any], publish: Publisher | N
     if order.get("paid_payment_id") == payment["_id"]:
         if order["status"] == Status.CONFIRMED:
             # A run cut short after the move (MongoDB failed, the worker died): finish
-            # its settle (idempotent; the move above wrote a missing event).
+            # its settle (idempotent).
             fulfilment.settle_holds(db, order)
         return Settled(order["status"])
     # Captured for an order that expired, was cancelled, or was already paid by another attempt.
@@ -215,8 +213,7 @@ def mark_failed(db: Database, payment: dict[str, Any], gateway_payment: dict[str
         current = get_attempt(db, payment["_id"])
         if current.get("status") != S.FAILED:
             return False
-        # Failed already: a run cut short after marking the attempt may not have moved
-        # the order (or, having moved it, written its event: orders.move sees to that).
+        # Failed already: a run cut short after marking the attempt may not have moved the order.
     moved = orders.move(db, payment["order_id"], Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED,
                         guard={"payment_attempt": payment["attempt"]},
                         detail={"payment_id": payment["_id"], "error_code": gateway_payment.get("error_code")},

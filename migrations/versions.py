@@ -19,7 +19,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from migrations.backfill import Context, backfill
+from migrations.backfill import PROGRESS, Context, backfill
 from migrations.steps import Step, index
 
 
@@ -33,6 +33,56 @@ def _order_idempotency_key(db: Database, ctx: Context) -> None:
     changed = backfill(db, ctx, key="v8.orders.idempotency_key", collection="orders", missing="idempotency_key",
                        value=key)
     ctx.log(f"orders: idempotency_key set on {changed} order(s)")
+
+
+def _order_history(db: Database, ctx: Context) -> None:
+    # An order's events move into the order (`history.<status>[-<attempt>]`), so that a status
+    # change and its event are one write. `order_events` stays as it was, an archive nothing
+    # writes any more: v10 can be rolled back without loss, and a later step may drop it.
+    def history(order: Mapping[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for event in db["order_events"].find({"order_id": order["_id"]}):
+            status, _, attempt = event["_id"][len(order["_id"]) + 1:].partition(":")
+            found[f"{status}-{attempt}" if attempt else status] = {
+                "status": event["status"], "seq": event["seq"], "at_ms": event["at_ms"],
+                **({"detail": event["detail"]} if event.get("detail") else {})}
+        if not any(e["status"] == order["status"] for e in found.values()):
+            # An order with no event for where it stands (written by hand, or by a run cut
+            # short before v10): its status becomes its last event.
+            at_ms = int(order.get("updated_at_ms") or order.get("created_at_ms") or 0)
+            found[order["status"]] = {"status": order["status"], "seq": _SEQ.get(order["status"], 9), "at_ms": at_ms}
+        return found
+
+    changed = backfill(db, ctx, key="v10.orders.history", collection="orders", missing="history", value=history,
+                       projection={"status": 1, "updated_at_ms": 1, "created_at_ms": 1})
+    ctx.log(f"orders: history set on {changed} order(s)")
+
+
+def _order_history_down(db: Database, ctx: Context) -> None:
+    # Every event written since v10 goes back to `order_events` (the archive has the older
+    # ones already: an insert that finds its id there is skipped), then `history` goes.
+    moved = 0
+    for order in db["orders"].find({"history": {"$exists": True}}, {"history": 1}):
+        for key, entry in order["history"].items():
+            status, _, attempt = key.partition("-")
+            event_id = f"{order['_id']}:{status}" + (f":{attempt}" if attempt else "")
+            done = db["order_events"].update_one(
+                {"_id": event_id},
+                {"$setOnInsert": {"order_id": order["_id"], "status": entry["status"], "seq": entry["seq"],
+                                  "at_ms": entry["at_ms"],
+                                  **({"detail": entry["detail"]} if "detail" in entry else {})}},
+                upsert=True)
+            moved += 1 if done.upserted_id is not None else 0
+        db["orders"].update_one({"_id": order["_id"]}, {"$unset": {"history": ""}})
+    db[PROGRESS].delete_one({"_id": "v10.orders.history"})  # so that the next up walks the orders again
+    ctx.log(f"order_events: {moved} event(s) written back from orders.history")
+
+
+# Position of each status in an order's life (kirana.orders._SEQ at v10), frozen here:
+# a step's code must not change after it ran somewhere.
+_SEQ = {"accepted": 0, "processing": 1, "reserved": 2, "awaiting_payment": 3, "payment_failed": 4,
+        "confirmed": 5, "rejected": 5, "expired": 6, "cancelled": 6, "refund_pending": 7, "refunded": 8,
+        "out_for_delivery": 7, "delivered": 8}
 
 
 STEPS: list[Step] = [
@@ -116,6 +166,8 @@ STEPS: list[Step] = [
              index("products", "search_dirty_ms"),
              index("search_tombstones", "changed_at_ms"),
          )),
+    Step(10, "orders: each order's events in the order itself (history), written with its status",
+         data_up=_order_history, data_down=_order_history_down),
 ]
 
 HEAD = STEPS[-1].version

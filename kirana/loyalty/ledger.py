@@ -114,7 +114,7 @@ def store_city(db: Database, store_id: str) -> str | None:
 
 
 def confirmed_at_ms(db: Database, order: Mapping[str, Any]) -> int:
-    event = db[collections.ORDER_EVENTS].find_one({"_id": f"{order['_id']}:confirmed"}, {"at_ms": 1})
+    event = order.get("history", {}).get("confirmed")
     return int(event["at_ms"]) if event else int(order.get("paid_at_ms") or order["updated_at_ms"])
 
 

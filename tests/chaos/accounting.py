@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from kirana import db as collections
+from kirana import orders
 from tests.chaos.report import CaseResult
 from tests.chaos.rig import FINAL, ChaosStack, Finish, Store, Submission
 
@@ -228,14 +229,10 @@ def _stock(tally: Tally, stack: ChaosStack, store: Store, in_store: dict[str, An
 
 def _events(tally: Tally, stack: ChaosStack, in_store: dict[str, Any]) -> None:
     """Each status once, in the expected story."""
-    events: dict[str, list[dict[str, Any]]] = {}
-    projection = {"order_id": 1, "status": 1, "at_ms": 1, "seq": 1}
-    for event in stack.db[collections.ORDER_EVENTS].find({"order_id": {"$in": list(in_store)}}, projection):
-        events.setdefault(event["order_id"], []).append(event)
     for order in in_store.values():
         if order["status"] != "confirmed":
             continue
-        story = [e["status"] for e in sorted(events.get(order["_id"], []), key=lambda e: (e["at_ms"], e["seq"]))]
+        story = [e["status"] for e in orders.history(order)]
         repeats = sum(n - 1 for n in Counter(story).values() if n > 1)
         tally.duplicated += repeats
         expected = EXPECTED_EVENTS["cod" if order["payment_method"] == "cod" else "online"]

@@ -233,3 +233,54 @@ def test_the_cli(bare: Database) -> None:
     assert down.returncode == 1 and "irreversible" in down.stderr
     bare[lock.LOCK].insert_one({"_id": lock.LOCK_ID, "owner": "elsewhere", "expires_at_ms": 2**53})
     assert _cli(bare, "up", "--no-backup").returncode == 3
+
+
+def test_v10_moves_each_orders_events_into_the_order_and_rolls_back_without_loss(bare: Database) -> None:
+    from kirana import orders
+    from kirana.orders import Status
+
+    _runner(bare).up(to=9)
+    bare["orders"].insert_many([
+        {"_id": "ord_cash", "status": "confirmed", "idempotency_key": "auto:ord_cash", "updated_at_ms": 30},
+        {"_id": "ord_upi", "status": "reserved", "idempotency_key": "auto:ord_upi", "payment_attempt": 2,
+         "updated_at_ms": 60},
+        # No event for where it stands: its status becomes its last event.
+        {"_id": "ord_bare", "status": "confirmed", "idempotency_key": "auto:ord_bare", "updated_at_ms": 70},
+    ])
+    bare["order_events"].insert_many([
+        {"_id": "ord_cash:accepted", "order_id": "ord_cash", "status": "accepted", "seq": 0, "at_ms": 10},
+        {"_id": "ord_cash:processing", "order_id": "ord_cash", "status": "processing", "seq": 1, "at_ms": 20},
+        {"_id": "ord_cash:confirmed", "order_id": "ord_cash", "status": "confirmed", "seq": 5, "at_ms": 30,
+         "detail": {"total_paise": 900}},
+        {"_id": "ord_upi:accepted", "order_id": "ord_upi", "status": "accepted", "seq": 0, "at_ms": 40},
+        {"_id": "ord_upi:reserved:1", "order_id": "ord_upi", "status": "reserved", "seq": 2, "at_ms": 50},
+        {"_id": "ord_upi:payment_failed:1", "order_id": "ord_upi", "status": "payment_failed", "seq": 4,
+         "at_ms": 55},
+        {"_id": "ord_upi:reserved:2", "order_id": "ord_upi", "status": "reserved", "seq": 2, "at_ms": 60},
+    ])
+    archive = list(bare["order_events"].find({}).sort("_id", 1))
+
+    assert _runner(bare).up() == [10]
+
+    cash = bare["orders"].find_one({"_id": "ord_cash"})
+    assert [(e["status"], e["at_ms"]) for e in orders.history(cash)] == [
+        ("accepted", 10), ("processing", 20), ("confirmed", 30)]
+    assert cash["history"]["confirmed"]["detail"] == {"total_paise": 900}
+    upi = bare["orders"].find_one({"_id": "ord_upi"})
+    assert set(upi["history"]) == {"accepted", "reserved-1", "payment_failed-1", "reserved-2"}
+    assert [e["status"] for e in orders.history(bare["orders"].find_one({"_id": "ord_bare"}))] == ["confirmed"]
+    assert runner.validate(bare) == []
+
+    # Written after v10: only in the order's history.
+    assert orders.move(bare, "ord_cash", Status.CONFIRMED, Status.OUT_FOR_DELIVERY) is not None
+    assert _runner(bare).down(to=9) == [10]
+
+    assert bare["orders"].count_documents({"history": {"$exists": True}}) == 0
+    back = {e["_id"]: e for e in bare["order_events"].find({})}
+    assert {e["_id"] for e in archive} < set(back)
+    assert back["ord_cash:out_for_delivery"]["order_id"] == "ord_cash"
+    assert back["ord_upi:reserved:2"] == next(e for e in archive if e["_id"] == "ord_upi:reserved:2")
+
+    assert _runner(bare).up() == [10]
+    again = bare["orders"].find_one({"_id": "ord_cash"})
+    assert [e["status"] for e in orders.history(again)] == ["accepted", "processing", "confirmed", "out_for_delivery"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pymongo
 import pytest
+from pymongo import monitoring
 
 from kirana import db as collections
 from kirana import orders
@@ -34,7 +36,7 @@ def test_racing_retries_with_one_key_make_one_order(database) -> None:  # type: 
     assert len({order["_id"] for order, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     assert database[collections.ORDERS].count_documents({}) == 1
-    assert database[collections.ORDER_EVENTS].count_documents({}) == 1
+    assert [e["status"] for e in orders.history(results[0][0])] == ["accepted"]
 
 
 def test_one_key_with_another_body_conflicts(database) -> None:  # type: ignore[no-untyped-def]
@@ -62,7 +64,6 @@ def test_withdrawing_removes_only_an_untouched_order(database) -> None:  # type:
     assert orders.withdraw(database, moved["_id"]) is False
     with pytest.raises(OrderNotFound):
         orders.get(database, fresh["_id"])
-    assert orders.events(database, fresh["_id"]) == []
     assert orders.get(database, moved["_id"])["status"] == "processing"
 
 
@@ -76,21 +77,55 @@ def test_a_compare_and_set_move_happens_once(database) -> None:  # type: ignore[
     assert [e["status"] for e in orders.events(database, order["_id"])] == ["accepted", "processing"]
 
 
-def test_a_move_that_finds_its_target_reached_writes_the_missing_event_as_the_mover_would(database) -> None:  # type: ignore[no-untyped-def]
-    order, _ = orders.place(database, _new())
-    moved = orders.move(database, order["_id"], Status.ACCEPTED, Status.PROCESSING)
-    assert moved is not None
-    # As if the run that moved it had stopped before writing the event.
-    database[collections.ORDER_EVENTS].delete_one({"_id": f"{order['_id']}:processing"})
+def test_a_move_is_one_command_that_writes_the_status_and_its_event_together(mongo_server) -> None:  # type: ignore[no-untyped-def]
+    commands: list[str] = []
 
-    assert orders.move(database, order["_id"], Status.ACCEPTED, Status.PROCESSING, detail={"by": "retry"}) is None
+    class Count(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            commands.append(event.command_name)
 
-    event = database[collections.ORDER_EVENTS].find_one({"_id": f"{order['_id']}:processing"})
-    assert event is not None
-    assert (event["at_ms"], event["detail"]) == (moved["updated_at_ms"], {"by": "retry"})
-    # A move whose target the order has not reached writes nothing.
-    assert orders.move(database, order["_id"], Status.ACCEPTED, Status.REJECTED) is None
-    assert database[collections.ORDER_EVENTS].count_documents({"order_id": order["_id"], "status": "rejected"}) == 0
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
+
+    client = pymongo.MongoClient(mongo_server, event_listeners=[Count()])
+    database = client["kirana_test_one_write"]
+    try:
+        order, _ = orders.place(database, _new())
+        assert commands == ["insert"]
+        commands.clear()
+
+        moved = orders.move(database, order["_id"], Status.ACCEPTED, Status.PROCESSING, detail={"by": "t"})
+
+        assert commands == ["findAndModify"]
+        assert moved is not None and moved["status"] == "processing"
+        stored = database[collections.ORDERS].find_one({"_id": order["_id"]})
+        assert stored["history"]["processing"] == {"status": "processing", "seq": 1,
+                                                   "at_ms": stored["updated_at_ms"], "detail": {"by": "t"}}
+        # A move from a status the order is not in writes nothing, event included.
+        commands.clear()
+        assert orders.move(database, order["_id"], Status.ACCEPTED, Status.REJECTED) is None
+        assert commands == ["findAndModify"]
+        assert [e["status"] for e in orders.events(database, order["_id"])] == ["accepted", "processing"]
+    finally:
+        client.drop_database("kirana_test_one_write")
+        client.close()
+
+
+def test_a_status_reached_once_per_payment_attempt_has_one_event_per_attempt(database) -> None:  # type: ignore[no-untyped-def]
+    order, _ = orders.place(database, NewOrder("c", "store-t", (OrderItem("ATTA", 1),), PaymentMethod.UPI))
+    oid = order["_id"]
+    orders.move(database, oid, Status.ACCEPTED, Status.PROCESSING)
+    orders.move(database, oid, Status.PROCESSING, Status.RESERVED, fields={"payment_attempt": 1}, attempt=1)
+    orders.move(database, oid, Status.RESERVED, Status.AWAITING_PAYMENT, attempt=1)
+    orders.move(database, oid, Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED, attempt=1)
+    orders.move(database, oid, Status.PAYMENT_FAILED, Status.RESERVED, fields={"payment_attempt": 2}, attempt=2)
+
+    story = [e["status"] for e in orders.events(database, oid)]
+
+    assert story == ["accepted", "processing", "reserved", "awaiting_payment", "payment_failed", "reserved"]
+    assert set(orders.get(database, oid)["history"]) == {
+        "accepted", "processing", "reserved-1", "awaiting_payment-1", "payment_failed-1", "reserved-2"}
 
 
 def test_stuck_orders_are_found_oldest_first(database) -> None:  # type: ignore[no-untyped-def]
@@ -104,20 +139,15 @@ def test_stuck_orders_are_found_oldest_first(database) -> None:  # type: ignore[
     assert found == [a["_id"], b["_id"]]
 
 
-def test_an_order_is_shown_with_its_events_as_one_story(database) -> None:  # type: ignore[no-untyped-def]
+def test_an_order_is_shown_with_its_events_from_one_read(database) -> None:  # type: ignore[no-untyped-def]
     order, _ = orders.place(database, _new())
     order_id = order["_id"]
     shown, shown_events = orders.with_events(database, order_id)
     assert shown["status"] == "accepted" and [e["status"] for e in shown_events] == ["accepted"]
 
-    # A worker's move lands in the order a moment before its event: until the event is
-    # there, the status is shown ahead of the events, never the events ahead of the status.
-    database[collections.ORDERS].update_one({"_id": order_id}, {"$set": {"status": "processing"}})
+    orders.move(database, order_id, Status.ACCEPTED, Status.PROCESSING)
     shown, shown_events = orders.with_events(database, order_id)
-    assert shown["status"] == "processing" and [e["status"] for e in shown_events] == ["accepted"]
 
-    orders.record_event(database, order_id, Status.PROCESSING, shown["created_at_ms"] + 1)
-    shown, shown_events = orders.with_events(database, order_id)
     assert [e["status"] for e in shown_events] == ["accepted", "processing"] == ["accepted", shown["status"]]
     with pytest.raises(OrderNotFound):
         orders.with_events(database, "ord_missing")
