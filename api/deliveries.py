@@ -17,8 +17,7 @@ from api.security import principal, requires
 from kirana import db, deliveries, orders, redis_conn
 from kirana.clock import now_ms
 from kirana.permissions import STORE_ROLES
-from tasks import notifications as notification_tasks
-from tasks import reliability
+from tasks import dispatch, reliability
 from tasks.base import publish_order_update
 from tasks.orders import record_location
 
@@ -71,7 +70,7 @@ def _own_delivery(order_id: str) -> dict:
 @documented(ok={200: OrderOut}, errors=(409,), tags=("deliveries",))
 def pickup(order_id: str) -> Response:
     """The rider picked the order up: out for delivery."""
-    return _ride(order_id, deliveries.pick_up, "order_out_for_delivery")
+    return _ride(order_id, deliveries.pick_up)
 
 
 @bp.post("/<order_id>/delivered")
@@ -79,18 +78,18 @@ def pickup(order_id: str) -> Response:
 @documented(ok={200: OrderOut}, errors=(409,), tags=("deliveries",))
 def delivered(order_id: str) -> Response:
     """The rider handed the order over."""
-    return _ride(order_id, deliveries.hand_over, "order_delivered")
+    return _ride(order_id, deliveries.hand_over)
 
 
-def _ride(order_id: str, step: Callable[..., dict[str, Any]], event: str) -> Response:
-    """One step of the rider's own delivery, then the customer's notification."""
+def _ride(order_id: str, step: Callable[..., dict[str, Any]]) -> Response:
+    """One step of the rider's own delivery; the customer's notification was recorded with the move."""
     _own_delivery(order_id)
     try:
         moved = step(db.database(), order_id, principal().user_id, publish=publish_order_update)
     except deliveries.DeliveryError as exc:
         raise _refuse(exc) from None
-    notification_tasks.order_event(order_id, event)
-    return jsonify(orders.view(moved, orders.events(db.database(), order_id)))
+    dispatch.send_quietly(moved)
+    return jsonify(orders.view(moved, orders.history(moved)))
 
 
 @bp.post("/<order_id>/location")

@@ -13,9 +13,8 @@ from api.security import client_address, principal, requires
 from kirana import db, orders, payments
 from kirana.config import settings
 from kirana.permissions import can_see_order
+from tasks import dispatch
 from tasks import orders as order_tasks
-from tasks import payments as payment_tasks
-from tasks import reliability
 from tasks.base import publish_order_update
 
 bp = Blueprint("orders", __name__, url_prefix="/api/v1/orders")
@@ -89,5 +88,5 @@ def retry_payment(order_id: str) -> tuple[Response, int]:
     if attempt is None:
         raise Problem(409, "cannot-retry-payment", "No payment to retry",
                       f"only an order whose payment failed can be paid again; this one is {order['status']}")
-    reliability.enqueue(payment_tasks.create_order, [order_id, attempt])
+    dispatch.send_for(database, order_id)  # the new attempt's gateway order, recorded with the move
     return jsonify(orders.view(*orders.with_events(database, order_id))), 202

@@ -67,6 +67,9 @@ class Settings:
 
     # An order still "accepted" after this long is enqueued again by beat.
     stuck_order_after_s: int = 60
+    # Follow-ups recorded with an order's move but not handed on this long after (the run that
+    # moved it died first) are sent by the dispatch sweep in the outbox relay.
+    dispatch_sweep_s: float = 5.0
 
     # Mobile backend (kirana.sync, kirana.analytics).
     sync_max_ops: int = 200

@@ -32,6 +32,8 @@ ACHIEVEMENTS = "achievements"
 INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     (ORDERS, [("idempotency_key", 1)], {"unique": True}),
     (ORDERS, [("status", 1), ("created_at_ms", 1)], {}),
+    # The dispatch sweep finds orders with follow-ups left unsent by their time (tasks/dispatch.py).
+    (ORDERS, [("intents_at_ms", 1)], {}),
     (ORDERS, [("customer_id", 1), ("created_at_ms", 1)], {}),
     (ORDERS, [("store_id", 1), ("created_at_ms", 1)], {}),
     # A single-field index too: nx-27017 does not use a compound index for a

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -33,6 +33,8 @@ class Outcome:
     # False when this run found the work already done (or being done).
     acted: bool
     reason: str | None = None
+    # The order as this run last wrote or read it: its recorded follow-ups go to the dispatcher.
+    order: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 def _claim(db: Database, order_id: str, lease_ms: int, publish: Publisher | None,
@@ -94,8 +96,13 @@ def _reject(
         publish=publish,
     )
     if moved is None:
-        return Outcome(order["_id"], orders.get(db, order["_id"])["status"], acted=False)
-    return Outcome(order["_id"], str(Status.REJECTED), acted=True, reason=str(reason))
+        return _not_acted(db, order["_id"])
+    return Outcome(order["_id"], str(Status.REJECTED), acted=True, reason=str(reason), order=moved)
+
+
+def _not_acted(db: Database, order_id: str) -> Outcome:
+    found = orders.get(db, order_id)
+    return Outcome(order_id, found["status"], acted=False, order=found)
 
 
 def process_order(db: Database, order_id: str, *, lease_ms: int, pay_within_ms: int,
@@ -106,14 +113,14 @@ def process_order(db: Database, order_id: str, *, lease_ms: int, pay_within_ms: 
         # A redelivery after a crash between confirming and settling finishes
         # the settling; on a settled order this changes nothing.
         _settle_holds(db, order)
-        return Outcome(order_id, order["status"], acted=False)
+        return Outcome(order_id, order["status"], acted=False, order=order)
     if order["status"] not in {Status.ACCEPTED, Status.PROCESSING}:
-        return Outcome(order_id, order["status"], acted=False)
+        return Outcome(order_id, order["status"], acted=False, order=order)
 
     # A fresh token per run: two deliveries of one message must not share a claim.
     claimed = _claim(db, order_id, lease_ms, publish, claim_token or uuid.uuid4().hex)
     if claimed is None:
-        return Outcome(order_id, orders.get(db, order_id)["status"], acted=False)
+        return _not_acted(db, order_id)
     token, order = claimed
     try:
         return _fulfil(db, order, token, publish, pay_within_ms)
@@ -166,8 +173,8 @@ def _fulfil(db: Database, order: dict[str, Any], token: str, publish: Publisher 
             unset=("claim",), detail={"total_paise": total}, publish=publish, attempt=1,
         )
         if reserved is None:
-            return Outcome(order_id, orders.get(db, order_id)["status"], acted=False)
-        return Outcome(order_id, str(Status.RESERVED), acted=True)
+            return _not_acted(db, order_id)
+        return Outcome(order_id, str(Status.RESERVED), acted=True, order=reserved)
     # Cash on delivery needs nothing more: the order is confirmed now.
     moved = orders.move(
         db, order_id, Status.PROCESSING, Status.CONFIRMED,
@@ -178,9 +185,9 @@ def _fulfil(db: Database, order: dict[str, Any], token: str, publish: Publisher 
         publish=publish,
     )
     if moved is None:  # lost the lease; whoever holds it now finishes the order
-        return Outcome(order_id, orders.get(db, order_id)["status"], acted=False)
+        return _not_acted(db, order_id)
     _settle_holds(db, moved)
-    return Outcome(order_id, str(Status.CONFIRMED), acted=True)
+    return Outcome(order_id, str(Status.CONFIRMED), acted=True, order=moved)
 
 
 def _redeem(db: Database, order: dict[str, Any], token: str, subtotal: int,

@@ -22,48 +22,16 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from kirana import db as collections
+from kirana import transitions
 from kirana.clock import now_ms, utcnow
 from kirana.ids import new_id
+from kirana.transitions import TRANSITIONS, UNPAID, Status
 
+__all__ = ["TERMINAL", "TRANSITIONS", "UNPAID", "Status"]  # and the rest of this module; these are re-exported
 
-class Status(StrEnum):
-    ACCEPTED = "accepted"
-    PROCESSING = "processing"
-    # Stock held and priced; a payment order is being opened at the gateway.
-    RESERVED = "reserved"
-    AWAITING_PAYMENT = "awaiting_payment"
-    PAYMENT_FAILED = "payment_failed"
-    CONFIRMED = "confirmed"
-    OUT_FOR_DELIVERY = "out_for_delivery"
-    DELIVERED = "delivered"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-    REFUND_PENDING = "refund_pending"
-    REFUNDED = "refunded"
-
-
-# No way out of these.
+# The statuses and the moves between them live in kirana.transitions (one table, with the
+# follow-ups each move records); they are re-exported here for the order's readers.
 TERMINAL = frozenset({Status.REJECTED, Status.EXPIRED, Status.CANCELLED, Status.REFUNDED, Status.DELIVERED})
-# An order that still holds stock for a payment that has not come.
-UNPAID = frozenset({Status.RESERVED, Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED})
-
-TRANSITIONS: Mapping[Status, frozenset[Status]] = {
-    Status.ACCEPTED: frozenset({Status.PROCESSING, Status.REJECTED}),
-    Status.PROCESSING: frozenset({Status.CONFIRMED, Status.REJECTED, Status.RESERVED}),
-    Status.RESERVED: frozenset({Status.AWAITING_PAYMENT, Status.CONFIRMED, Status.EXPIRED, Status.CANCELLED}),
-    Status.AWAITING_PAYMENT: frozenset({Status.CONFIRMED, Status.PAYMENT_FAILED, Status.EXPIRED, Status.CANCELLED}),
-    # A failed payment may be retried (a new attempt), or succeed late (UPI).
-    Status.PAYMENT_FAILED: frozenset({Status.RESERVED, Status.CONFIRMED, Status.EXPIRED, Status.CANCELLED}),
-    Status.CONFIRMED: frozenset({Status.CANCELLED, Status.REFUND_PENDING, Status.OUT_FOR_DELIVERY}),
-    Status.OUT_FOR_DELIVERY: frozenset({Status.DELIVERED}),
-    Status.DELIVERED: frozenset(),
-    Status.REFUND_PENDING: frozenset({Status.REFUNDED}),
-    Status.REJECTED: frozenset(),
-    Status.EXPIRED: frozenset(),
-    Status.CANCELLED: frozenset(),
-    Status.REFUNDED: frozenset(),
-}
 
 # Position of each status in an order's life, to keep events in order when
 # two land in the same millisecond.
@@ -146,11 +114,6 @@ class IllegalTransition(OrderError):
 Publisher = Callable[[str, dict[str, Any]], None]
 
 
-def check_transition(current: Status, target: Status) -> None:
-    if target not in TRANSITIONS[current]:
-        raise IllegalTransition(f"an order cannot go from {current} to {target}")
-
-
 def history_key(status: Status, attempt: int | None = None) -> str:
     """The key of reaching `status` in the order's history: a status is reached at most once per attempt."""
     return f"{status}-{attempt}" if attempt else str(status)
@@ -188,6 +151,9 @@ def place(
         **({"redeem_points": new.redeem_points} if new.redeem_points else {}),
         "status": str(Status.ACCEPTED),
         "history": {history_key(Status.ACCEPTED): history_entry(Status.ACCEPTED, at_ms)},
+        # Its processing and its "accepted" notification, recorded with it: no order without its work.
+        "intents": {name: intent.stored(at_ms) for name, intent in transitions.follow_ups(order_id, None).items()},
+        "intents_at_ms": at_ms,
         "idempotency_key": scoped_key,
         "request_fingerprint": fingerprint,
         "created_at": utcnow(),
@@ -233,19 +199,28 @@ def move(
 ) -> dict[str, Any] | None:
     """Compare-and-set `expected` -> `target`; None when the order was not in `expected`.
 
-    `expected` may be a set of statuses the move is allowed from. The status and
-    its event (`history.<key>`) are set by the same single-document update, so
-    there is no moment, and no crash, at which one is stored without the other.
+    `expected` may be a set of statuses the move is allowed from. The status, its
+    event (`history.<key>`) and the follow-ups the move implies (`intents.<name>`,
+    kirana.transitions) are set by the same single-document update, so there is
+    no moment, and no crash, at which one is stored without the others.
     """
     froms = expected if isinstance(expected, frozenset) else frozenset({expected})
     for current in froms:
         check_transition(current, target)
+    move_row = transitions.row(froms, target)
+    if move_row is None:  # each status may make it, but no one row of the table makes it from all of them
+        raise IllegalTransition(f"no one move of the table goes from {sorted(froms)} to {target}")
     status_filter: Any = str(next(iter(froms))) if len(froms) == 1 else {"$in": sorted(str(s) for s in froms)}
     at_ms = now_ms()
+    intents = transitions.follow_ups(order_id, move_row, attempt=attempt, detail=detail)
     update: dict[str, Any] = {"$set": {
         "status": str(target), "updated_at_ms": at_ms,
         f"history.{history_key(target, attempt)}": history_entry(target, at_ms, detail), **(fields or {}),
+        **{f"intents.{name}": intent.stored(at_ms) for name, intent in intents.items()},
     }}
+    if intents:
+        # The oldest unsent follow-up's time: the dispatch sweep looks for orders by it.
+        update["$min"] = {"intents_at_ms": at_ms}
     if unset:
         update["$unset"] = dict.fromkeys(unset, "")
     moved = db[collections.ORDERS].find_one_and_update(
@@ -256,6 +231,38 @@ def move(
     if moved is not None and publish is not None:
         publish(order_id, {"order_id": order_id, "status": str(target), "at_ms": at_ms})
     return moved
+
+
+def check_transition(current: Status, target: Status) -> None:
+    if transitions.row(frozenset({current}), target) is None:
+        raise IllegalTransition(f"an order cannot go from {current} to {target}")
+
+
+def intents_sent(db: Database, order: Mapping[str, Any], names: list[str]) -> None:
+    """Forget follow-ups the dispatcher has handed on (to the broker, or the outbox).
+
+    One update in the usual case. When the order changed since it was read (a
+    newer move may have recorded intents of its own), only these names go and
+    `intents_at_ms` stays, so the sweep still finds whatever the newer move left.
+    """
+    forget = {f"intents.{name}": "" for name in names}
+    done = db[collections.ORDERS].update_one({"_id": order["_id"], "updated_at_ms": order["updated_at_ms"]},
+                                             {"$unset": {**forget, "intents_at_ms": ""}})
+    if not done.matched_count and forget:
+        db[collections.ORDERS].update_one({"_id": order["_id"]}, {"$unset": forget})
+
+
+def pending_intents(db: Database, order_id: str) -> dict[str, Any] | None:
+    """The order's unsent follow-ups with what `intents_sent` needs; None when it has none."""
+    return db[collections.ORDERS].find_one({"_id": order_id, "intents_at_ms": {"$exists": True}},
+                                           {"intents": 1, "intents_at_ms": 1, "updated_at_ms": 1})
+
+
+def with_unsent_intents(db: Database, older_than_ms: int, limit: int) -> list[dict[str, Any]]:
+    """Orders with follow-ups recorded before `older_than_ms` and not yet handed on (a crash in between)."""
+    found = db[collections.ORDERS].find({"intents_at_ms": {"$lt": older_than_ms}},
+                                        {"intents": 1, "intents_at_ms": 1, "updated_at_ms": 1}).limit(limit)
+    return list(found)
 
 
 def get(db: Database, order_id: str) -> dict[str, Any]:

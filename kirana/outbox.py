@@ -24,7 +24,7 @@ OUTBOX = "outbox"
 
 def add(db: Database, task: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None, *,
         queue: str | None = None, due_at_ms: int | None = None, reason: str = "broker_unavailable",
-        request_id: str | None = None) -> str:
+        request_id: str | None = None, task_id: str | None = None) -> str:
     entry_id = new_id("obx")
     now = now_ms()
     db[OUTBOX].insert_one({
@@ -32,6 +32,8 @@ def add(db: Database, task: str, args: Sequence[Any], kwargs: Mapping[str, Any] 
         "status": "pending", "due_at_ms": due_at_ms or now, "reason": reason, "attempts": 0,
         # Sent on with the task when the relay publishes it, to keep the request traceable.
         "request_id": request_id,
+        # A dispatched follow-up keeps its deterministic id (tasks/dispatch.py); others get a new one.
+        **({"send_task_id": task_id} if task_id else {}),
         "created_at": utcnow(), "created_at_ms": now, "updated_at_ms": now, **concerns(args),
     })
     return entry_id

@@ -166,7 +166,8 @@ STEPS: list[Step] = [
              index("products", "search_dirty_ms"),
              index("search_tombstones", "changed_at_ms"),
          )),
-    Step(10, "orders: each order's events in the order itself (history), written with its status",
+    Step(10, "orders: each order's events (history) and follow-ups (intents) in the order, written with its status",
+         indexes=(index("orders", "intents_at_ms"),),
          data_up=_order_history, data_down=_order_history_down),
 ]
 

@@ -69,10 +69,18 @@ def trigger(user_id: str, event: str, params: dict[str, Any], key: str) -> None:
     enqueue(notify, [user_id, event, params, key])
 
 
-def order_event(order_id: str, event: str, **params: Any) -> None:
-    """Tell an order's customer about it; keyed by (order, event), so twice is once."""
+@app.task(name="notifications.order_event", base=NotificationTask, soft_time_limit=20, time_limit=30)
+def order_event(order_id: str, event: str, params: dict[str, Any] | None = None) -> int:
+    """Tell an order's customer that it moved (an order's follow-up, kirana.transitions).
+
+    Keyed by (order, event, payment attempt), so twice is once. Plans in this run
+    rather than enqueueing notifications.notify: one message per order event.
+    """
     order = db.database()["orders"].find_one({"_id": order_id}, {"customer_id": 1, "total_paise": 1})
     if order is None:
-        return
-    values = {"order_id": order_id, "total_rupees": f"{(order.get('total_paise') or 0) / 100:.2f}", **params}
-    trigger(order["customer_id"], event, values, key=f"{order_id}:{event}:{params.get('attempt', '')}")
+        return 0
+    params = params or {}
+    # Refunds are in full: the amount refunded is the order's total.
+    total = f"{(order.get('total_paise') or 0) / 100:.2f}"
+    values = {"order_id": order_id, "total_rupees": total, "amount_rupees": total, **params}
+    return int(notify(order["customer_id"], event, values, key=f"{order_id}:{event}:{params.get('attempt', '')}"))

@@ -6,18 +6,13 @@ import logging
 import uuid
 from typing import Any
 
-import pymongo.errors
 from pymongo.database import Database
 
 from kirana import audit, db, deliveries, fulfilment, orders, payments
 from kirana.clock import now_ms
 from kirana.config import settings
 from tasks import audit as audit_task
-from tasks import leaderboards as loyalty_tasks
-from tasks import notifications as notification_tasks
-from tasks import payments as payment_tasks
-from tasks import reliability
-from tasks import search as search_tasks
+from tasks import dispatch
 from tasks.app import app
 from tasks.base import TRANSIENT, KiranaTask, publish_order_update
 from tasks.reliability import run_once
@@ -48,55 +43,35 @@ def process(self: KiranaTask, order_id: str, claim_token: str | None = None) -> 
         self.request.kwargs = {**(self.request.kwargs or {}), "claim_token": token}
         raise
     except orders.OrderNotFound:
-        # Withdrawn by the API after a failed enqueue whose message got through.
         log.warning("order %s not found; nothing to do", order_id)
         return "missing"
-    if outcome.status == orders.Status.RESERVED:
-        # Also when this run found it reserved already: a run that reserved and then
-        # failed to enqueue (broker down) is retried, and the follow-on must still go.
-        # create_order is idempotent; with the broker down it waits in the outbox.
-        attempt = int(orders.get(db.database(), order_id).get("payment_attempt", 1))
-        reliability.enqueue(payment_tasks.create_order, [order_id, attempt])
-    if outcome.acted:
-        # Stock moved, so in_stock may have: one coalesced indexer run (the search sweep is the safety net).
-        search_tasks.request_indexing_quietly()
-    if outcome.status in {orders.Status.CONFIRMED, orders.Status.REJECTED}:
-        # Points (or points given back), also when a redelivery finds the order moved: syncing is idempotent.
-        loyalty_tasks.order_changed(order_id)
-    if outcome.acted and outcome.status == orders.Status.CONFIRMED:
-        notification_tasks.order_event(order_id, "order_confirmed")
-    if outcome.acted and outcome.status == orders.Status.REJECTED:
-        notification_tasks.order_event(order_id, "order_rejected", reason=outcome.reason or "unknown")
+    # The move recorded its follow-ups (kirana.transitions); a redelivery that finds the order
+    # moved gets it with whatever a run that died after its write left unsent.
+    dispatch.send(outcome.order)
     return outcome.status
 
 
 def submit(database: Database, new: orders.NewOrder, key: str | None) -> tuple[dict[str, Any], bool]:
-    """Store an accepted order and hand it to the orders pool; (order, created).
+    """Store an accepted order with its follow-ups, then hand them on; (order, created).
 
     The one way an order enters: POST /api/v1/orders, a cart's checkout and an
-    offline-synced submission all come through here. With the broker down the
-    work waits in the outbox. When neither broker nor outbox took it, the order
-    is withdrawn (so a retry with the same key starts clean) and the MongoDB
-    error propagates.
+    offline-synced submission all come through here. The insert is the one
+    write that matters: it records the order with its processing and its
+    "accepted" notification, so once it is stored its work cannot be lost. The
+    dispatch after it is best effort (the broker, or the outbox when the broker
+    is down; the dispatch sweep when neither answered). A replay of the same
+    key sends what its first request could not (its insert's answer was lost).
     """
     order, created = orders.place(database, new, idempotency_key=key, publish=publish_order_update)
-    if created:
-        try:
-            reliability.enqueue(process, [order["_id"]])
-        except pymongo.errors.PyMongoError:
-            orders.withdraw(database, order["_id"])
-            raise
-        notification_tasks.trigger(order["customer_id"], "order_accepted", {"order_id": order["_id"]},
-                                   key=f"{order['_id']}:order_accepted:")
+    dispatch.send_quietly(order)
     return order, created
 
 
 def cancel(database: Database, order_id: str, *, actor: str, ip: str | None = None) -> payments.Cancelled:
     """Cancel an order (raises payments.CannotCancel), refund what was paid, and audit it."""
     done = payments.cancel(database, order_id, publish=publish_order_update)
-    if done.refund_payment_id:
-        reliability.enqueue(payment_tasks.refund, [done.refund_payment_id])
-    loyalty_tasks.order_changed(order_id)  # earned points reversed, redeemed points given back
+    # The refund of a paid order, its points, its search marks: recorded with the move.
+    dispatch.send_for(database, order_id)
     audit_task.send(audit.new_event("order.cancelled", actor=actor, target=order_id,
                                     detail={"status": done.status, "refund_payment_id": done.refund_payment_id},
                                     ip=ip))

@@ -6,9 +6,7 @@ from kirana import db, payments, webhooks
 from kirana.clock import now_ms
 from kirana.config import settings
 from kirana.gateway import GatewayUnavailable, Razorpay
-from tasks import leaderboards as loyalty_tasks
-from tasks import notifications as notification_tasks
-from tasks import reliability
+from tasks import dispatch, reliability
 from tasks.app import app
 from tasks.base import TRANSIENT, KiranaTask, publish_order_update
 from tasks.reliability import run_once
@@ -40,14 +38,11 @@ def capture(payment_id: str) -> str:
     result = payments.capture(db.database(), Razorpay(), payment_id, lease_ms=CAPTURE_LEASE_MS,
                               publish=publish_order_update)
     if result.settled and result.settled.refund:
+        # Captured for an order that no longer wants it: the payment's follow-up, not an order move.
         reliability.enqueue(refund, [payment_id])
-    order_id = payment_id.rsplit(":p", 1)[0]
-    if result.settled:
-        loyalty_tasks.order_changed(order_id)
-    if result.settled and result.settled.order_status == "confirmed":
-        notification_tasks.order_event(order_id, "order_confirmed")
-    if result.outcome == "failed":
-        notification_tasks.order_event(order_id, "payment_failed", attempt=payment_id)
+    if result.settled or result.outcome == "failed":
+        # The order's move (confirmed, payment_failed) recorded its follow-ups.
+        dispatch.send_for(db.database(), payment_id.rsplit(":p", 1)[0])
     return result.outcome
 
 
@@ -79,7 +74,8 @@ def reconcile() -> dict[str, int]:
 @app.task(name="payments.expire_unpaid", base=PaymentTask, soft_time_limit=50, time_limit=60)
 @run_once("payments.expire_unpaid", ttl_s=90)
 def expire_unpaid() -> int:
-    expired = payments.expire_unpaid(db.database(), limit=SWEEP_BATCH, publish=publish_order_update)
+    database = db.database()
+    expired = payments.expire_unpaid(database, limit=SWEEP_BATCH, publish=publish_order_update)
     for order_id in expired:
-        loyalty_tasks.order_changed(order_id)  # redeemed points go back
+        dispatch.send_for(database, order_id)  # redeemed points go back, the stock is searchable again
     return len(expired)

@@ -88,6 +88,27 @@ def enqueue(task: celery.Task, args: Sequence[Any], kwargs: Mapping[str, Any] | 
         return "outbox"
 
 
+def enqueue_intents(messages: Sequence[tuple[str, Sequence[Any], str]]) -> str:
+    """Publish (task name, args, task id) messages in one pipelined round trip, or all to the outbox.
+
+    The ids are deterministic (tasks/dispatch.py), and the outbox keeps them: a message
+    sent twice runs under one id, and its task is idempotent either way.
+    """
+    if not messages:
+        return "enqueued"
+    try:
+        with app.producer_or_acquire() as producer, producer.batch(max_size=max(len(messages), 1) * 2):
+            for name, args, task_id in messages:
+                app.send_task(name, args=list(args), task_id=task_id, producer=producer)
+        return "enqueued"
+    except BROKER_DOWN as exc:
+        reason = f"broker_unavailable: {type(exc).__name__}"
+        request_id = logs.current("request_id")
+        for name, args, task_id in messages:
+            outbox.add(db.database(), name, args, None, reason=reason, request_id=request_id, task_id=task_id)
+        return "outbox"
+
+
 def run_once(name: str, ttl_s: int) -> Callable[[F], F]:
     """Skip this run when another run of the same job holds the lock; say so."""
 

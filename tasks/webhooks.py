@@ -6,10 +6,9 @@ import logging
 from typing import Any
 
 from kirana import db, webhooks
-from tasks import leaderboards as loyalty_tasks
+from tasks import dispatch, reliability
 from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
-from tasks import reliability
 from tasks.app import app
 from tasks.base import TRANSIENT, KiranaTask, publish_order_update
 
@@ -54,13 +53,10 @@ def _handle(event_id: str, stored: dict[str, Any] | None = None) -> str:
     if result.refund_payment_id:
         reliability.enqueue(payment_tasks.refund, [result.refund_payment_id])
     if result.order_id:
-        if result.order_status or result.outcome == "refunded":
-            loyalty_tasks.order_changed(result.order_id)
-        if result.outcome == "captured" and result.order_status == "confirmed":
-            notification_tasks.order_event(result.order_id, "order_confirmed")
-        elif result.outcome == "failed":
-            notification_tasks.order_event(result.order_id, "payment_failed", attempt=result.payment_id)
-        elif result.outcome == "refunded":
-            notification_tasks.order_event(result.order_id, "refund_processed",
-                                           amount_rupees=f"{(result.amount_paise or 0) / 100:.2f}")
+        # The order's move (confirmed, payment_failed, refunded) recorded its follow-ups.
+        dispatch.send_for(db.database(), result.order_id)
+        if result.outcome == "refunded":
+            # Also a refund of a payment whose order did not move (captured after the order expired):
+            # the customer hears of their money either way; keyed per order, so once.
+            reliability.enqueue(notification_tasks.order_event, [result.order_id, "refund_processed", {}])
     return result.outcome
