@@ -18,7 +18,6 @@ from kirana import db, deliveries, orders, redis_conn
 from kirana.clock import now_ms
 from kirana.permissions import STORE_ROLES
 from tasks import dispatch, reliability
-from tasks.base import publish_order_update
 from tasks.orders import record_location
 
 bp = Blueprint("deliveries", __name__, url_prefix="/api/v1/deliveries")
@@ -85,7 +84,7 @@ def _ride(order_id: str, step: Callable[..., dict[str, Any]]) -> Response:
     """One step of the rider's own delivery; the customer's notification was recorded with the move."""
     _own_delivery(order_id)
     try:
-        moved = step(db.database(), order_id, principal().user_id, publish=publish_order_update)
+        moved = step(db.database(), order_id, principal().user_id)
     except deliveries.DeliveryError as exc:
         raise _refuse(exc) from None
     dispatch.send_quietly(moved)

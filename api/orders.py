@@ -15,7 +15,6 @@ from kirana.config import settings
 from kirana.permissions import can_see_order
 from tasks import dispatch
 from tasks import orders as order_tasks
-from tasks.base import publish_order_update
 
 bp = Blueprint("orders", __name__, url_prefix="/api/v1/orders")
 
@@ -83,8 +82,7 @@ def retry_payment(order_id: str) -> tuple[Response, int]:
     order = orders.get(database, order_id)
     if order["customer_id"] != principal().user_id:
         raise orders.OrderNotFound(order_id)
-    attempt = payments.retry(database, order_id, pay_within_ms=settings().payment_expiry_s * 1000,
-                             publish=publish_order_update)
+    attempt = payments.retry(database, order_id, pay_within_ms=settings().payment_expiry_s * 1000)
     if attempt is None:
         raise Problem(409, "cannot-retry-payment", "No payment to retry",
                       f"only an order whose payment failed can be paid again; this one is {order['status']}")

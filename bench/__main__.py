@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         "MONGO_URL": f"mongodb://127.0.0.1:{mongo_port}",
         "MONGO_DB": "kirana_bench",
         "KIRANA_DATA_DIR": str(tmp),
+        # The run's own Razorpay sandbox (the orders phase's round-trip count pays a UPI order in it).
+        "RAZORPAY_BASE_URL": f"http://127.0.0.1:{servers.free_port()}",
         # workers.pools.worker_command reads this from *this* process to build the
         # worker's `-l`; per-task INFO lines would cost the measured worker CPU.
         "KIRANA_WORKER_LOGLEVEL": "WARNING",

@@ -11,6 +11,7 @@ MONGO_DB at the private servers, because kirana.config reads them once.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import signal
 import sys
@@ -31,7 +32,7 @@ from kirana import db, liveness, redis_conn, seed, stock
 from kirana.config import ROOT, Settings, settings
 from kirana.orders import Status
 from stack import servers
-from stack.commands import api_command, ws_command
+from stack.commands import api_command, sandbox_command, sandbox_env, ws_command
 from tasks.queues import Queue
 from workers.pools import BY_NAME, worker_command
 
@@ -266,6 +267,8 @@ class Running:
     servers: dict[str, servers.Server]
     # ws://host:port of the gevent WebSocket server, when the sockets phase runs.
     ws_base: str = ""
+    # The run's temporary directory (logs).
+    tmp: Path = Path("/tmp")
 
     def sessions(self) -> dict[str, int]:
         """The session id (= the pid started) of each running server, for bench.procstat, named for the table."""
@@ -354,6 +357,7 @@ def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers
         webhooks_url=f"{base}{webhooks.PATH}",
         servers={server.name: server for server in started},
         ws_base=f"ws://127.0.0.1:{ws_port}" if opts.run_sockets else "",
+        tmp=tmp,
     )
 
 
@@ -409,7 +413,25 @@ def run_orders(opts: Options, up: Running, clients: list[Client], stop: threadin
     bare = bare_phase(opts, up, clients[-1], warm, bodies)
 
     print(report(opts, up.api_argv, orders, bare, conf), flush=True)
+    print(flush=True)
+    print(count_round_trips(up, conf), flush=True)
     return orders.ok < orders.sent or bare.ok < bare.sent or conf.unfinished > 0
+
+
+def count_round_trips(up: Running, conf: Confirmation) -> str:
+    """Commands and round trips per order (bench/round_trips.py), with no worker consuming the orders queue."""
+    from bench import round_trips
+
+    up.servers[f"worker-{POOL}"].stop()
+    port = int(up.cfg.razorpay_base_url.rstrip("/").rsplit(":", 1)[1])
+    sandbox = servers.Server("sandbox", sandbox_command(up.cfg, webhook_url=up.webhooks_url), port,
+                             env={**os.environ, **sandbox_env(up.cfg)}, log=up.tmp / "sandbox.log", cwd=ROOT)
+    sandbox.start(timeout=60)
+    try:
+        confirmed_per_s = conf.confirmed / (conf.span_ms / 1000) if conf.span_ms > 0 else None
+        return round_trips.run_phase(up.database, STORE_ID, up.skus, up.cfg.razorpay_base_url, confirmed_per_s)
+    finally:
+        sandbox.stop()
 
 
 def run_webhooks(opts: Options, up: Running, clients: list[Client], stop: threading.Event) -> bool:

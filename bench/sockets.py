@@ -3,7 +3,7 @@
 The sockets (one customer's, spread over a few of their orders) are opened with
 the asyncio `websockets` client, a bounded number at a time; each waits for its
 first message, the order's state. Then, in each round, every order is moved on
-as a worker moves it (`kirana.orders.move` with `publish_order_update`), and the
+as a worker moves it (`kirana.orders.move`, then the live update the dispatcher sends), and the
 time from each publish to the update's arrival at each of its sockets is taken.
 Last, every socket must still be open: the goal is 1,000 concurrent sockets on
 one API process, each of them getting every update.
@@ -162,8 +162,11 @@ async def _round(database: Database, plan: list[tuple[ClientConnection, str]], o
 
     def move_all() -> None:
         for order_id in order_ids:
-            if orders.move(database, order_id, expected, target, publish=publish) is None:
+            moved = orders.move(database, order_id, expected, target)
+            if moved is None:
                 raise RuntimeError(f"bench order {order_id} was not {expected}")
+            # The live update the dispatcher publishes for the move (bench: no follow-ups sent).
+            publish(order_id, {"order_id": order_id, "status": str(target), "at_ms": moved["updated_at_ms"]})
 
     waiting = [asyncio.create_task(arrival(ws, order_id)) for ws, order_id in plan]
     await asyncio.sleep(0.2)  # every reader waits before the first publish

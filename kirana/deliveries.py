@@ -10,7 +10,7 @@ from pymongo.database import Database
 from kirana import db as collections
 from kirana import orders
 from kirana.clock import now_ms, utcnow
-from kirana.orders import Publisher, Status
+from kirana.orders import Status
 
 LOCATIONS = "delivery_locations"
 
@@ -33,21 +33,20 @@ def assign(db: Database, order_id: str, rider_id: str) -> dict[str, Any]:
     return assigned
 
 
-def pick_up(db: Database, order_id: str, rider_id: str, publish: Publisher | None = None) -> dict[str, Any]:
-    return _advance(db, order_id, rider_id, Status.CONFIRMED, Status.OUT_FOR_DELIVERY, publish=publish,
+def pick_up(db: Database, order_id: str, rider_id: str) -> dict[str, Any]:
+    return _advance(db, order_id, rider_id, Status.CONFIRMED, Status.OUT_FOR_DELIVERY,
                     refusal="the order is not confirmed, or not assigned to you")
 
 
-def hand_over(db: Database, order_id: str, rider_id: str, publish: Publisher | None = None) -> dict[str, Any]:
-    return _advance(db, order_id, rider_id, Status.OUT_FOR_DELIVERY, Status.DELIVERED, publish=publish,
+def hand_over(db: Database, order_id: str, rider_id: str) -> dict[str, Any]:
+    return _advance(db, order_id, rider_id, Status.OUT_FOR_DELIVERY, Status.DELIVERED,
                     refusal="the order is not out for delivery with you")
 
 
 def _advance(db: Database, order_id: str, rider_id: str, expected: Status, to: Status, *,
-             publish: Publisher | None, refusal: str) -> dict[str, Any]:
+             refusal: str) -> dict[str, Any]:
     """Move the order on, only if it is where the rider's step starts and assigned to this rider."""
-    moved = orders.move(db, order_id, expected, to, guard={"rider_id": rider_id}, detail={"rider_id": rider_id},
-                        publish=publish)
+    moved = orders.move(db, order_id, expected, to, guard={"rider_id": rider_id}, detail={"rider_id": rider_id})
     if moved is None:
         raise DeliveryError(refusal)
     return moved

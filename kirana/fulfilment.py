@@ -23,7 +23,7 @@ from kirana import orders, stock
 from kirana.clock import now_ms
 from kirana.loyalty import ledger as loyalty_ledger
 from kirana.loyalty.rules import Rules
-from kirana.orders import PaymentMethod, Publisher, RejectReason, Status
+from kirana.orders import PaymentMethod, RejectReason, Status
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,15 @@ class Outcome:
     reason: str | None = None
     # The order as this run last wrote or read it: its recorded follow-ups go to the dispatcher.
     order: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # Set when another run holds the order's lease: until when (epoch ms).
+    busy_until_ms: int | None = None
 
 
-def _claim(db: Database, order_id: str, lease_ms: int, publish: Publisher | None,
-           token: str) -> tuple[str, dict[str, Any]] | None:
+def _claim(db: Database, order_id: str, lease_ms: int, token: str) -> tuple[str, dict[str, Any]] | None:
     until = now_ms() + lease_ms
     claimed = orders.move(
         db, order_id, Status.ACCEPTED, Status.PROCESSING,
-        fields={"claim": {"token": token, "until_ms": until}}, publish=publish,
+        fields={"claim": {"token": token, "until_ms": until}},
     )
     if claimed is None:
         # Our own claim: a retry or redelivery of the same task (same token) carries on.
@@ -84,7 +85,6 @@ def _release_holds(db: Database, order: dict[str, Any]) -> None:
 
 def _reject(
     db: Database, order: dict[str, Any], token: str, reason: RejectReason, detail: dict[str, Any],
-    *, publish: Publisher | None,
 ) -> Outcome:
     _release_holds(db, order)
     moved = orders.move(
@@ -93,7 +93,6 @@ def _reject(
         fields={"reject_reason": str(reason), "reject_detail": detail},
         unset=("claim",),
         detail={"reason": str(reason), **detail},
-        publish=publish,
     )
     if moved is None:
         return _not_acted(db, order["_id"])
@@ -102,11 +101,14 @@ def _reject(
 
 def _not_acted(db: Database, order_id: str) -> Outcome:
     found = orders.get(db, order_id)
-    return Outcome(order_id, found["status"], acted=False, order=found)
+    claim = found.get("claim") if found["status"] == Status.PROCESSING else None
+    until = int(claim.get("until_ms", 0)) if claim else 0
+    return Outcome(order_id, found["status"], acted=False, order=found,
+                   busy_until_ms=until if until > now_ms() else None)
 
 
 def process_order(db: Database, order_id: str, *, lease_ms: int, pay_within_ms: int,
-                  publish: Publisher | None = None, claim_token: str | None = None) -> Outcome:
+                  claim_token: str | None = None) -> Outcome:
     """Take an accepted order to confirmed (cash on delivery), reserved (to be paid online) or rejected."""
     order = orders.get(db, order_id)
     if order["status"] == Status.CONFIRMED:
@@ -118,12 +120,12 @@ def process_order(db: Database, order_id: str, *, lease_ms: int, pay_within_ms: 
         return Outcome(order_id, order["status"], acted=False, order=order)
 
     # A fresh token per run: two deliveries of one message must not share a claim.
-    claimed = _claim(db, order_id, lease_ms, publish, claim_token or uuid.uuid4().hex)
+    claimed = _claim(db, order_id, lease_ms, claim_token or uuid.uuid4().hex)
     if claimed is None:
         return _not_acted(db, order_id)
     token, order = claimed
     try:
-        return _fulfil(db, order, token, publish, pay_within_ms)
+        return _fulfil(db, order, token, pay_within_ms)
     except Exception:
         # Failing (a transient error the task retries): give the claim up at once, so
         # the retry need not wait for the lease to run out. Best effort: if this write
@@ -134,32 +136,31 @@ def process_order(db: Database, order_id: str, *, lease_ms: int, pay_within_ms: 
         raise
 
 
-def _fulfil(db: Database, order: dict[str, Any], token: str, publish: Publisher | None,
-            pay_within_ms: int) -> Outcome:
+def _fulfil(db: Database, order: dict[str, Any], token: str, pay_within_ms: int) -> Outcome:
     order_id = order["_id"]
 
     if db[collections.STORES].find_one({"_id": order["store_id"]}, {"_id": 1}) is None:
-        return _reject(db, order, token, RejectReason.UNKNOWN_STORE, {"store_id": order["store_id"]}, publish=publish)
+        return _reject(db, order, token, RejectReason.UNKNOWN_STORE, {"store_id": order["store_id"]})
     if order["payment_method"] not in {m.value for m in PaymentMethod}:
         detail = {"payment_method": order["payment_method"]}
-        return _reject(db, order, token, RejectReason.UNSUPPORTED_PAYMENT, detail, publish=publish)
+        return _reject(db, order, token, RejectReason.UNSUPPORTED_PAYMENT, detail)
 
     lines: list[dict[str, Any]] = []
     for item in order["items"]:
         taken = stock.reserve(db, order["store_id"], order_id, item["sku"], item["qty"])
         if isinstance(taken, stock.Unknown):
-            return _reject(db, order, token, RejectReason.UNKNOWN_SKU, {"sku": taken.sku}, publish=publish)
+            return _reject(db, order, token, RejectReason.UNKNOWN_SKU, {"sku": taken.sku})
         if isinstance(taken, stock.Short):
             return _reject(
                 db, order, token, RejectReason.OUT_OF_STOCK,
-                {"sku": taken.sku, "wanted": taken.wanted, "available": taken.available}, publish=publish,
+                {"sku": taken.sku, "wanted": taken.wanted, "available": taken.available},
             )
         lines.append(price_line(taken.product, taken.qty))
 
     total = sum(line["line_total_paise"] for line in lines)
     priced: dict[str, Any] = {"lines": lines, "total_paise": total}
     if order.get("redeem_points"):
-        discounted = _redeem(db, order, token, total, publish)
+        discounted = _redeem(db, order, token, total)
         if isinstance(discounted, Outcome):
             return discounted
         priced = {**priced, **discounted}
@@ -170,7 +171,7 @@ def _fulfil(db: Database, order: dict[str, Any], token: str, publish: Publisher 
             db, order_id, Status.PROCESSING, Status.RESERVED,
             guard={"claim.token": token},
             fields={**priced, "payment_attempt": 1, "pay_by_ms": now_ms() + pay_within_ms},
-            unset=("claim",), detail={"total_paise": total}, publish=publish, attempt=1,
+            unset=("claim",), detail={"total_paise": total}, attempt=1,
         )
         if reserved is None:
             return _not_acted(db, order_id)
@@ -182,7 +183,6 @@ def _fulfil(db: Database, order: dict[str, Any], token: str, publish: Publisher 
         fields=priced,
         unset=("claim",),
         detail={"total_paise": total},
-        publish=publish,
     )
     if moved is None:  # lost the lease; whoever holds it now finishes the order
         return _not_acted(db, order_id)
@@ -190,8 +190,7 @@ def _fulfil(db: Database, order: dict[str, Any], token: str, publish: Publisher 
     return Outcome(order_id, str(Status.CONFIRMED), acted=True, order=moved)
 
 
-def _redeem(db: Database, order: dict[str, Any], token: str, subtotal: int,
-            publish: Publisher | None) -> dict[str, Any] | Outcome:
+def _redeem(db: Database, order: dict[str, Any], token: str, subtotal: int) -> dict[str, Any] | Outcome:
     """Debit the points the order redeems (atomic, once per order): the priced fields, or a rejection.
 
     Last before the order moves on, after the stock is held, so no later step of
@@ -202,12 +201,10 @@ def _redeem(db: Database, order: dict[str, Any], token: str, subtotal: int,
     discount = Rules.from_settings().discount_paise(points)
     if discount > subtotal:
         return _reject(db, order, token, RejectReason.POINTS_EXCEED_TOTAL,
-                       {"redeem_points": points, "discount_paise": discount, "subtotal_paise": subtotal},
-                       publish=publish)
+                       {"redeem_points": points, "discount_paise": discount, "subtotal_paise": subtotal})
     if not loyalty_ledger.redeem(db, order):
         return _reject(db, order, token, RejectReason.INSUFFICIENT_POINTS,
-                       {"redeem_points": points, "balance": loyalty_ledger.balance(db, order["customer_id"])},
-                       publish=publish)
+                       {"redeem_points": points, "balance": loyalty_ledger.balance(db, order["customer_id"])})
     return {"subtotal_paise": subtotal, "discount_paise": discount, "total_paise": subtotal - discount}
 
 

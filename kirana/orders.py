@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
@@ -111,9 +111,6 @@ class IllegalTransition(OrderError):
     pass
 
 
-Publisher = Callable[[str, dict[str, Any]], None]
-
-
 def history_key(status: Status, attempt: int | None = None) -> str:
     """The key of reaching `status` in the order's history: a status is reached at most once per attempt."""
     return f"{status}-{attempt}" if attempt else str(status)
@@ -128,7 +125,6 @@ def place(
     new: NewOrder,
     *,
     idempotency_key: str | None = None,
-    publish: Publisher | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Store `new` as an accepted order, with its "accepted" event, in one insert; return (order, created).
 
@@ -152,7 +148,8 @@ def place(
         "status": str(Status.ACCEPTED),
         "history": {history_key(Status.ACCEPTED): history_entry(Status.ACCEPTED, at_ms)},
         # Its processing and its "accepted" notification, recorded with it: no order without its work.
-        "intents": {name: intent.stored(at_ms) for name, intent in transitions.follow_ups(order_id, None).items()},
+        "intents": {name: intent.stored(at_ms)
+                    for name, intent in transitions.follow_ups(order_id, None, at_ms=at_ms).items()},
         "intents_at_ms": at_ms,
         "idempotency_key": scoped_key,
         "request_fingerprint": fingerprint,
@@ -165,12 +162,10 @@ def place(
     except DuplicateKeyError:
         existing = db[collections.ORDERS].find_one({"idempotency_key": scoped_key})
         if existing is None:  # the first holder was withdrawn in between
-            return place(db, new, idempotency_key=idempotency_key, publish=publish)
+            return place(db, new, idempotency_key=idempotency_key)
         if existing["request_fingerprint"] != fingerprint:
             raise IdempotencyConflict(idempotency_key or "", existing["_id"]) from None
         return existing, False
-    if publish is not None:
-        publish(order_id, {"order_id": order_id, "status": str(Status.ACCEPTED), "at_ms": at_ms})
     return doc, True
 
 
@@ -194,7 +189,6 @@ def move(
     fields: Mapping[str, Any] | None = None,
     unset: tuple[str, ...] = (),
     detail: Mapping[str, Any] | None = None,
-    publish: Publisher | None = None,
     attempt: int | None = None,
 ) -> dict[str, Any] | None:
     """Compare-and-set `expected` -> `target`; None when the order was not in `expected`.
@@ -212,15 +206,14 @@ def move(
         raise IllegalTransition(f"no one move of the table goes from {sorted(froms)} to {target}")
     status_filter: Any = str(next(iter(froms))) if len(froms) == 1 else {"$in": sorted(str(s) for s in froms)}
     at_ms = now_ms()
-    intents = transitions.follow_ups(order_id, move_row, attempt=attempt, detail=detail)
+    intents = transitions.follow_ups(order_id, move_row, attempt=attempt, detail=detail, at_ms=at_ms)
     update: dict[str, Any] = {"$set": {
         "status": str(target), "updated_at_ms": at_ms,
         f"history.{history_key(target, attempt)}": history_entry(target, at_ms, detail), **(fields or {}),
         **{f"intents.{name}": intent.stored(at_ms) for name, intent in intents.items()},
     }}
-    if intents:
-        # The oldest unsent follow-up's time: the dispatch sweep looks for orders by it.
-        update["$min"] = {"intents_at_ms": at_ms}
+    # The oldest unsent follow-up's time: the dispatch sweep looks for orders by it.
+    update["$min"] = {"intents_at_ms": at_ms}
     if unset:
         update["$unset"] = dict.fromkeys(unset, "")
     moved = db[collections.ORDERS].find_one_and_update(
@@ -228,8 +221,6 @@ def move(
         update,
         return_document=ReturnDocument.AFTER,
     )
-    if moved is not None and publish is not None:
-        publish(order_id, {"order_id": order_id, "status": str(target), "at_ms": at_ms})
     return moved
 
 

@@ -25,7 +25,7 @@ from pymongo.errors import DuplicateKeyError
 from kirana import fulfilment, orders, stock
 from kirana.clock import now_ms, utcnow
 from kirana.gateway import GatewayRefused, Razorpay
-from kirana.orders import Publisher, Status
+from kirana.orders import Status
 
 PAYMENTS = "payments"
 WEBHOOK_EVENTS = "webhook_events"
@@ -94,7 +94,7 @@ def advance(db: Database, payment_id: str, target: PaymentStatus, **fields: Any)
 
 
 def open_attempt(db: Database, gateway: Razorpay, order_id: str, attempt: int, *,
-                 customer_id: str | None, publish: Publisher | None = None) -> dict[str, Any] | None:
+                 customer_id: str | None) -> dict[str, Any] | None:
     """Create the gateway order for attempt `attempt` and put the order in awaiting_payment.
 
     Idempotent: the attempt id is fixed per (order, attempt), and the gateway
@@ -131,10 +131,10 @@ def open_attempt(db: Database, gateway: Razorpay, order_id: str, attempt: int, *
     }
     return orders.move(db, order_id, Status.RESERVED, Status.AWAITING_PAYMENT,
                        guard={"payment_attempt": attempt}, fields={"payment": checkout},
-                       detail={"razorpay_order_id": payment["razorpay_order_id"]}, publish=publish, attempt=attempt)
+                       detail={"razorpay_order_id": payment["razorpay_order_id"]}, attempt=attempt)
 
 
-def retry(db: Database, order_id: str, *, pay_within_ms: int, publish: Publisher | None = None) -> int | None:
+def retry(db: Database, order_id: str, *, pay_within_ms: int) -> int | None:
     """A new attempt after a failed payment; returns its number, or None when not possible now."""
     order = orders.get(db, order_id)
     if order["status"] != Status.PAYMENT_FAILED:
@@ -144,7 +144,7 @@ def retry(db: Database, order_id: str, *, pay_within_ms: int, publish: Publisher
                         guard={"payment_attempt": attempt - 1},
                         fields={"payment_attempt": attempt, "pay_by_ms": max(order.get("pay_by_ms", 0),
                                                                              now_ms() + pay_within_ms)},
-                        unset=("payment",), publish=publish, attempt=attempt)
+                        unset=("payment",), attempt=attempt)
     return attempt if moved is not None else None
 
 
@@ -173,12 +173,11 @@ class Settled:
     refund: bool = False
 
 
-def complete_order(db: Database, payment: dict[str, Any], publish: Publisher | None = None) -> Settled:
+def complete_order(db: Database, payment: dict[str, Any]) -> Settled:
     order_id = payment["order_id"]
     moved = orders.move(db, order_id, orders.UNPAID, Status.CONFIRMED,
                         fields={"paid_payment_id": payment["_id"], "paid_at_ms": now_ms()},
-                        detail={"payment_id": payment["_id"], "amount_paise": payment["amount_paise"]},
-                        publish=publish)
+                        detail={"payment_id": payment["_id"], "amount_paise": payment["amount_paise"]})
     if moved is not None:
         fulfilment.settle_holds(db, moved)
         return Settled(str(Status.CONFIRMED))
@@ -194,18 +193,16 @@ def complete_order(db: Database, payment: dict[str, Any], publish: Publisher | N
     return Settled(order["status"], refund=True)
 
 
-def mark_captured(db: Database, payment: dict[str, Any], gateway_payment: dict[str, Any],
-                  publish: Publisher | None = None) -> Settled:
+def mark_captured(db: Database, payment: dict[str, Any], gateway_payment: dict[str, Any]) -> Settled:
     advance(db, payment["_id"], S.CAPTURED, razorpay_payment_id=gateway_payment["id"], captured_at_ms=now_ms(),
             capturing_until_ms=0)
     current = get_attempt(db, payment["_id"])
     if current["status"] == S.REFUND_PENDING:
         return Settled(orders.get(db, payment["order_id"])["status"], refund=True)
-    return complete_order(db, current, publish)
+    return complete_order(db, current)
 
 
-def mark_failed(db: Database, payment: dict[str, Any], gateway_payment: dict[str, Any],
-                publish: Publisher | None = None) -> bool:
+def mark_failed(db: Database, payment: dict[str, Any], gateway_payment: dict[str, Any]) -> bool:
     failed = advance(db, payment["_id"], S.FAILED, razorpay_payment_id=gateway_payment["id"],
                      error_code=gateway_payment.get("error_code"),
                      error_description=gateway_payment.get("error_description"))
@@ -217,7 +214,7 @@ def mark_failed(db: Database, payment: dict[str, Any], gateway_payment: dict[str
     moved = orders.move(db, payment["order_id"], Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED,
                         guard={"payment_attempt": payment["attempt"]},
                         detail={"payment_id": payment["_id"], "error_code": gateway_payment.get("error_code")},
-                        publish=publish, attempt=payment["attempt"])
+                        attempt=payment["attempt"])
     return failed is not None or moved is not None
 
 
@@ -242,11 +239,10 @@ def _gateway_payment(gateway: Razorpay, payment: dict[str, Any]) -> dict[str, An
     return None
 
 
-def capture(db: Database, gateway: Razorpay, payment_id: str, *, lease_ms: int,
-            publish: Publisher | None = None) -> CaptureResult:
+def capture(db: Database, gateway: Razorpay, payment_id: str, *, lease_ms: int) -> CaptureResult:
     payment = get_attempt(db, payment_id)
     if payment["status"] in PAID:
-        return CaptureResult("already_captured", complete_order(db, payment, publish)
+        return CaptureResult("already_captured", complete_order(db, payment)
                              if payment["status"] == S.CAPTURED else None)
     if not payment.get("razorpay_order_id"):
         return CaptureResult("not_authorized")
@@ -254,9 +250,9 @@ def capture(db: Database, gateway: Razorpay, payment_id: str, *, lease_ms: int,
     if remote is None or remote["status"] == "created":
         return CaptureResult("not_authorized")
     if remote["status"] == "captured":
-        return CaptureResult("captured_elsewhere", mark_captured(db, payment, remote, publish))
+        return CaptureResult("captured_elsewhere", mark_captured(db, payment, remote))
     if remote["status"] == "failed":
-        mark_failed(db, payment, remote, publish)
+        mark_failed(db, payment, remote)
         return CaptureResult("failed")
     if remote["status"] != "authorized":
         return CaptureResult("not_authorized")
@@ -278,13 +274,13 @@ def capture(db: Database, gateway: Razorpay, payment_id: str, *, lease_ms: int,
         again = gateway.fetch_payment(remote["id"])
         db[PAYMENTS].update_one({"_id": payment_id}, {"$set": {"capturing_until_ms": 0}})
         if again["status"] == "captured":
-            return CaptureResult("captured_elsewhere", mark_captured(db, payment, again, publish))
+            return CaptureResult("captured_elsewhere", mark_captured(db, payment, again))
         raise
     except Exception:
         # Unknown whether the bank captured: free the lease, and the retry re-reads first.
         db[PAYMENTS].update_one({"_id": payment_id}, {"$set": {"capturing_until_ms": 0}})
         raise
-    return CaptureResult("captured", mark_captured(db, payment, captured, publish))
+    return CaptureResult("captured", mark_captured(db, payment, captured))
 
 
 # --- refunds ------------------------------------------------------------------------------
@@ -311,15 +307,13 @@ def refund(db: Database, gateway: Razorpay, payment_id: str) -> str:
     return "requested"
 
 
-def refund_processed(db: Database, rzp_payment_id: str, refund_entity: dict[str, Any],
-                     publish: Publisher | None = None) -> bool:
+def refund_processed(db: Database, rzp_payment_id: str, refund_entity: dict[str, Any]) -> bool:
     payment = db[PAYMENTS].find_one({"razorpay_payment_id": rzp_payment_id})
     if payment is None:
         return False
     done = advance(db, payment["_id"], S.REFUNDED, refund_id=refund_entity.get("id"), refunded_at_ms=now_ms())
     orders.move(db, payment["order_id"], Status.REFUND_PENDING, Status.REFUNDED,
-                guard={"paid_payment_id": payment["_id"]}, detail={"refund_id": refund_entity.get("id")},
-                publish=publish)
+                guard={"paid_payment_id": payment["_id"]}, detail={"refund_id": refund_entity.get("id")})
     return done is not None
 
 
@@ -336,11 +330,11 @@ class CannotCancel(PaymentError):
     pass
 
 
-def cancel(db: Database, order_id: str, publish: Publisher | None = None) -> Cancelled:
+def cancel(db: Database, order_id: str) -> Cancelled:
     order = orders.get(db, order_id)
     status = Status(order["status"])
     if status in orders.UNPAID:
-        moved = orders.move(db, order_id, orders.UNPAID, Status.CANCELLED, publish=publish)
+        moved = orders.move(db, order_id, orders.UNPAID, Status.CANCELLED)
         if moved is None:
             raise CannotCancel("the order changed while cancelling; try again")
         fulfilment.release_holds(db, moved)
@@ -348,7 +342,7 @@ def cancel(db: Database, order_id: str, publish: Publisher | None = None) -> Can
     if status == Status.CONFIRMED:
         paid = order.get("paid_payment_id")
         target = Status.REFUND_PENDING if paid else Status.CANCELLED
-        moved = orders.move(db, order_id, Status.CONFIRMED, target, publish=publish,
+        moved = orders.move(db, order_id, Status.CONFIRMED, target,
                             detail={"payment_id": paid} if paid else None)
         if moved is None:
             raise CannotCancel("the order changed while cancelling; try again")
@@ -363,15 +357,14 @@ def cancel(db: Database, order_id: str, publish: Publisher | None = None) -> Can
 # --- sweeps -------------------------------------------------------------------------------
 
 
-def expire_unpaid(db: Database, *, limit: int, publish: Publisher | None = None) -> list[str]:
+def expire_unpaid(db: Database, *, limit: int) -> list[str]:
     """Expire unpaid orders past their deadline and give their stock back."""
     due = db[orders.collections.ORDERS].find(
         {"status": {"$in": sorted(str(s) for s in orders.UNPAID)}, "pay_by_ms": {"$lt": now_ms()}}, {"_id": 1}
     ).limit(limit)
     expired = []
     for doc in list(due):
-        moved = orders.move(db, doc["_id"], orders.UNPAID, Status.EXPIRED, guard={"pay_by_ms": {"$lt": now_ms()}},
-                            publish=publish)
+        moved = orders.move(db, doc["_id"], orders.UNPAID, Status.EXPIRED, guard={"pay_by_ms": {"$lt": now_ms()}})
         if moved is not None:
             fulfilment.release_holds(db, moved)
             expired.append(doc["_id"])

@@ -11,7 +11,7 @@ idempotent, so a follow-up sent twice has one effect.
 Intents name their task as a string: the domain knows no Celery.
 
 >>> [i.task for i in follow_ups("ord_1", row(frozenset({Status.PROCESSING}), Status.CONFIRMED)).values()]
-['leaderboards.sync_order', 'search.index_dirty', 'notifications.order_event']
+['live.order_update', 'leaderboards.sync_order', 'search.index_dirty', 'notifications.order_event']
 """
 
 from __future__ import annotations
@@ -46,6 +46,11 @@ NOTIFY = "notifications.order_event"
 LOYALTY = "leaderboards.sync_order"
 # Coalesced by the dispatcher: at most one indexer run waits in the queue (tasks/search.py).
 SEARCH = "search.index_dirty"
+# Not a task: the dispatcher publishes it on the order's live channel (Redis pub/sub, for the
+# apps' WebSockets and store analytics) in one pipelined round trip.
+LIVE = "live.order_update"
+# Follow-ups the dispatcher does itself rather than send as tasks.
+INLINE = frozenset({LIVE})
 
 
 @dataclass(frozen=True)
@@ -110,17 +115,18 @@ def row(froms: frozenset[Status], to: Status) -> Move | None:
 
 
 def follow_ups(order_id: str, move: Move | None, *, attempt: int | None = None,
-               detail: Mapping[str, Any] | None = None) -> dict[str, Intent]:
+               detail: Mapping[str, Any] | None = None, at_ms: int = 0) -> dict[str, Intent]:
     """The intents `move` records (None: placing the order), by their name within the order.
 
     A name is fixed per (kind, status, payment attempt), so a replayed move records the same
-    intent again rather than a second one, and its task id is the same.
+    intent again rather than a second one, and its task id is the same. Every move also
+    records its live update (status and time), which the apps' sockets show.
     """
     kinds = PLACED if move is None else move.follow_ups
     status = str(S.ACCEPTED if move is None else move.to)
     suffix = f"-{attempt}" if attempt else ""
     detail = detail or {}
-    found: dict[str, Intent] = {}
+    found: dict[str, Intent] = {f"live-{status}{suffix}": Intent(LIVE, (order_id, status, at_ms))}
     for kind in kinds:
         if kind == "process":
             found["process"] = Intent(PROCESS, (order_id,))

@@ -19,7 +19,6 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from kirana import payments
 from kirana.clock import now_ms, utcnow
-from kirana.orders import Publisher
 
 EVENTS = payments.WEBHOOK_EVENTS
 DUPLICATE_KEY = 11000
@@ -104,7 +103,7 @@ def stored_events(db: Database, event_ids: list[str]) -> dict[str, dict[str, Any
     return {doc["_id"]: doc for doc in db[EVENTS].find({"_id": {"$in": event_ids}})}
 
 
-def handle(db: Database, event_id: str, publish: Publisher | None = None, *,
+def handle(db: Database, event_id: str, *,
            stored: dict[str, Any] | None = None) -> Handled:
     """Apply one stored event to its payment; `stored`: the event as already read (stored_events)."""
     if stored is None:
@@ -115,19 +114,19 @@ def handle(db: Database, event_id: str, publish: Publisher | None = None, *,
         return Handled(f"already_{stored['status']}")
     event = json.loads(stored["body"])
     kind = event["event"]
-    result = _dispatch(db, kind, event, publish)
+    result = _dispatch(db, kind, event)
     db[EVENTS].update_one({"_id": event_id, "status": "received"},
                           {"$set": {"status": "handled" if result.outcome != "ignored" else "ignored",
                                     "outcome": result.outcome, "handled_at_ms": now_ms()}})
     return result
 
 
-def _dispatch(db: Database, kind: str, event: dict[str, Any], publish: Publisher | None) -> Handled:
+def _dispatch(db: Database, kind: str, event: dict[str, Any]) -> Handled:
     payment = _entity(event, "payment")
     if kind == "refund.processed":
         refund = _entity(event, "refund") or {}
         rzp_payment_id = refund.get("payment_id") or (payment or {}).get("id", "")
-        done = payments.refund_processed(db, rzp_payment_id, refund, publish)
+        done = payments.refund_processed(db, rzp_payment_id, refund)
         attempt = db[payments.PAYMENTS].find_one({"razorpay_payment_id": rzp_payment_id}) or {}
         return Handled("refunded" if done else "refund_unmatched", payment_id=attempt.get("_id"),
                        order_id=attempt.get("order_id"), amount_paise=refund.get("amount"))
@@ -142,10 +141,10 @@ def _dispatch(db: Database, kind: str, event: dict[str, Any], publish: Publisher
     if kind in {"payment.captured", "order.paid"}:
         if payment.get("amount") != attempt["amount_paise"]:
             return Handled("amount_mismatch")
-        settled = payments.mark_captured(db, attempt, payment, publish)
+        settled = payments.mark_captured(db, attempt, payment)
         return Handled("captured", refund_payment_id=attempt["_id"] if settled.refund else None,
                        payment_id=attempt["_id"], order_id=attempt["order_id"], order_status=settled.order_status)
-    changed = payments.mark_failed(db, attempt, payment, publish)
+    changed = payments.mark_failed(db, attempt, payment)
     return Handled("failed" if changed else "failed_ignored", payment_id=attempt["_id"],
                    order_id=attempt["order_id"])
 

@@ -98,19 +98,26 @@ ANALYTICS_DEBOUNCE_MS = 3000
 
 
 def publish_order_update(order_id: str, message: dict[str, object]) -> None:
-    """Tell listeners (the WebSocket route, store analytics) that an order changed.
+    publish_order_updates(order_id, [message])
+
+
+def publish_order_updates(order_id: str, messages: list[dict[str, object]]) -> None:
+    """Tell listeners (the WebSocket route, store analytics) that an order changed, in one round trip.
 
     Best effort by design: the event is already stored, an app that missed
     the message reads the order again, and the analytics scan finds the order
     by its `updated_at_ms`.
     """
+    if not messages:
+        return
     with contextlib.suppress(redis.exceptions.RedisError):
         r = redis_conn.client()
         pipe = r.pipeline(transaction=False)
-        pipe.publish(f"kirana:order:{order_id}", json.dumps(message))
+        for message in messages:
+            pipe.publish(f"kirana:order:{order_id}", json.dumps(message))
         pipe.sadd(ANALYTICS_DIRTY, order_id)
         pipe.set("kirana:analytics:soon", "1", nx=True, px=ANALYTICS_DEBOUNCE_MS)
-        if pipe.execute()[2]:
+        if pipe.execute()[-1]:
             _refresh_analytics_soon()
 
 
@@ -121,4 +128,4 @@ def _refresh_analytics_soon() -> None:
         app.send_task("analytics.refresh", countdown=ANALYTICS_DEBOUNCE_MS / 1000)
 
 
-__all__ = ["TRANSIENT", "KiranaTask", "dead_letters", "publish_order_update"]
+__all__ = ["TRANSIENT", "KiranaTask", "dead_letters", "publish_order_update", "publish_order_updates"]

@@ -24,8 +24,9 @@ from pymongo.database import Database
 from kirana import db, orders, transitions
 from kirana.clock import now_ms
 from kirana.config import settings
-from tasks import reliability
+from tasks import faults, reliability
 from tasks import search as search_tasks
+from tasks.base import publish_order_updates
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,20 @@ def send(order: Mapping[str, Any] | None) -> int:
     """Hand on the order's recorded follow-ups (`order` as a write returned it); how many went."""
     if not order or "intents_at_ms" not in order:
         return 0
+    faults.kill_here(faults.KILL_BEFORE_DISPATCH)
     pending: Mapping[str, Mapping[str, Any]] = order.get("intents") or {}
+    by_task: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+    for name, intent in pending.items():
+        by_task.setdefault(intent["task"], []).append((name, intent))
     messages = [(intent["task"], intent["args"], task_id(order["_id"], name))
-                for name, intent in pending.items() if intent["task"] != transitions.SEARCH]
+                for name, intent in pending.items() if intent["task"] not in {transitions.SEARCH, *transitions.INLINE}]
     reliability.enqueue_intents(messages)
-    if len(messages) < len(pending):
+    if transitions.SEARCH in by_task:
         search_tasks.request_indexing_quietly()
+    if transitions.LIVE in by_task:
+        # In the order the statuses were reached (a run that made two moves sends both).
+        updates = sorted((intent["args"] for _, intent in by_task[transitions.LIVE]), key=lambda a: a[2])
+        publish_order_updates(order["_id"], [{"order_id": a[0], "status": a[1], "at_ms": a[2]} for a in updates])
     orders.intents_sent(db.database(), order, list(pending))
     return len(pending)
 

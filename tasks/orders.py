@@ -6,15 +6,16 @@ import logging
 import uuid
 from typing import Any
 
+import pymongo.errors
 from pymongo.database import Database
 
 from kirana import audit, db, deliveries, fulfilment, orders, payments
 from kirana.clock import now_ms
 from kirana.config import settings
 from tasks import audit as audit_task
-from tasks import dispatch
+from tasks import dispatch, faults
 from tasks.app import app
-from tasks.base import TRANSIENT, KiranaTask, publish_order_update
+from tasks.base import TRANSIENT, KiranaTask
 from tasks.reliability import run_once
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,7 @@ def process(self: KiranaTask, order_id: str, claim_token: str | None = None) -> 
     token = claim_token or uuid.uuid4().hex
     try:
         outcome = fulfilment.process_order(db.database(), order_id, lease_ms=LEASE_MS,
-                                           pay_within_ms=settings().payment_expiry_s * 1000,
-                                           publish=publish_order_update, claim_token=token)
+                                           pay_within_ms=settings().payment_expiry_s * 1000, claim_token=token)
     except TRANSIENT:
         # KiranaTask's autoretry re-sends this request's kwargs: the retry carries the token.
         self.request.kwargs = {**(self.request.kwargs or {}), "claim_token": token}
@@ -45,6 +45,12 @@ def process(self: KiranaTask, order_id: str, claim_token: str | None = None) -> 
     except orders.OrderNotFound:
         log.warning("order %s not found; nothing to do", order_id)
         return "missing"
+    if outcome.busy_until_ms:
+        # Another run holds the lease. Alive (a duplicate delivery), it finishes the order; dead (its
+        # worker was killed and this is the redelivery), its lease runs out. Either way come back
+        # then, rather than leave a dead run's order to beat's stuck-order sweep.
+        wait_s = (outcome.busy_until_ms - now_ms()) / 1000 + 1
+        raise self.retry(countdown=min(max(wait_s, 1.0), self.retry_backoff_max), kwargs={})
     # The move recorded its follow-ups (kirana.transitions); a redelivery that finds the order
     # moved gets it with whatever a run that died after its write left unsent.
     dispatch.send(outcome.order)
@@ -62,14 +68,16 @@ def submit(database: Database, new: orders.NewOrder, key: str | None) -> tuple[d
     is down; the dispatch sweep when neither answered). A replay of the same
     key sends what its first request could not (its insert's answer was lost).
     """
-    order, created = orders.place(database, new, idempotency_key=key, publish=publish_order_update)
+    order, created = orders.place(database, new, idempotency_key=key)
+    if created and faults.hit(faults.LOSE_INSERT_REPLY):
+        raise pymongo.errors.AutoReconnect("fault injected: the insert landed and its reply was lost")
     dispatch.send_quietly(order)
     return order, created
 
 
 def cancel(database: Database, order_id: str, *, actor: str, ip: str | None = None) -> payments.Cancelled:
     """Cancel an order (raises payments.CannotCancel), refund what was paid, and audit it."""
-    done = payments.cancel(database, order_id, publish=publish_order_update)
+    done = payments.cancel(database, order_id)
     # The refund of a paid order, its points, its search marks: recorded with the move.
     dispatch.send_for(database, order_id)
     audit_task.send(audit.new_event("order.cancelled", actor=actor, target=order_id,

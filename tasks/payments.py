@@ -8,7 +8,7 @@ from kirana.config import settings
 from kirana.gateway import GatewayUnavailable, Razorpay
 from tasks import dispatch, reliability
 from tasks.app import app
-from tasks.base import TRANSIENT, KiranaTask, publish_order_update
+from tasks.base import TRANSIENT, KiranaTask
 from tasks.reliability import run_once
 
 # Above the gateway timeout, so a live capture never loses its lease.
@@ -28,15 +28,14 @@ def create_order(order_id: str, attempt: int) -> str:
     gateway = Razorpay()
     order = payments.orders.get(database, order_id)
     customer = payments.gateway_customer(database, gateway, order["customer_id"])
-    moved = payments.open_attempt(database, gateway, order_id, attempt, customer_id=customer,
-                                  publish=publish_order_update)
+    moved = payments.open_attempt(database, gateway, order_id, attempt, customer_id=customer)
+    dispatch.send(moved)  # its live update
     return "awaiting_payment" if moved else "skipped"
 
 
 @app.task(name="payments.capture", base=PaymentTask, soft_time_limit=30, time_limit=40)
 def capture(payment_id: str) -> str:
-    result = payments.capture(db.database(), Razorpay(), payment_id, lease_ms=CAPTURE_LEASE_MS,
-                              publish=publish_order_update)
+    result = payments.capture(db.database(), Razorpay(), payment_id, lease_ms=CAPTURE_LEASE_MS)
     if result.settled and result.settled.refund:
         # Captured for an order that no longer wants it: the payment's follow-up, not an order move.
         reliability.enqueue(refund, [payment_id])
@@ -75,7 +74,7 @@ def reconcile() -> dict[str, int]:
 @run_once("payments.expire_unpaid", ttl_s=90)
 def expire_unpaid() -> int:
     database = db.database()
-    expired = payments.expire_unpaid(database, limit=SWEEP_BATCH, publish=publish_order_update)
+    expired = payments.expire_unpaid(database, limit=SWEEP_BATCH)
     for order_id in expired:
         dispatch.send_for(database, order_id)  # redeemed points go back, the stock is searchable again
     return len(expired)

@@ -16,6 +16,7 @@ import redis.exceptions
 from celery.signals import task_failure
 
 from kirana import db, dead_letters, locks, logs, outbox, redis_conn
+from tasks import faults
 from tasks.app import app
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,9 @@ def enqueue_intents(messages: Sequence[tuple[str, Sequence[Any], str]]) -> str:
     if not messages:
         return "enqueued"
     try:
-        with app.producer_or_acquire() as producer, producer.batch(max_size=max(len(messages), 1) * 2):
-            for name, args, task_id in messages:
+        copies = 2 if faults.hit(faults.DISPATCH_TWICE) else 1
+        with app.producer_or_acquire() as producer, producer.batch(max_size=len(messages) * 2 * copies):
+            for name, args, task_id in messages * copies:
                 app.send_task(name, args=list(args), task_id=task_id, producer=producer)
         return "enqueued"
     except BROKER_DOWN as exc:

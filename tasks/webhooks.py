@@ -10,7 +10,7 @@ from tasks import dispatch, reliability
 from tasks import notifications as notification_tasks
 from tasks import payments as payment_tasks
 from tasks.app import app
-from tasks.base import TRANSIENT, KiranaTask, publish_order_update
+from tasks.base import TRANSIENT, KiranaTask
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def handle_many(event_ids: list[str]) -> dict[str, int]:
 
 
 def _handle(event_id: str, stored: dict[str, Any] | None = None) -> str:
-    result = webhooks.handle(db.database(), event_id, publish=publish_order_update, stored=stored)
+    result = webhooks.handle(db.database(), event_id, stored=stored)
     # Follow-ups go through the outbox when the broker is down, like every enqueue after a write.
     if result.capture_payment_id:
         reliability.enqueue(payment_tasks.capture, [result.capture_payment_id])

@@ -69,10 +69,7 @@ def record(request: pytest.FixtureRequest) -> Callable[[report.CaseResult], repo
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     outcome = yield
     if call.when == "call":
-        if hasattr(outcome, "wasxfail"):
-            verdict = "xfail" if outcome.skipped else "XPASS"
-        else:
-            verdict = "ok" if outcome.passed else "FAILED"
+        verdict = "ok" if outcome.passed else "FAILED"
         for result in report.RESULTS:
             if result.test == item.nodeid:
                 result.verdict = verdict

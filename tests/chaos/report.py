@@ -36,12 +36,16 @@ class CaseResult:
     lost: int
     duplicated: int
     recovery_s: float | None
-    # Answered 503 (nothing stored, the client was told to try again).
+    # Met a 503 at least once ("try again with the same Idempotency-Key"), and tried again.
     refused: int = 0
     # Any answer but 202/503 (a 500 above all), or no answer at all.
     errors: int = 0
-    # Orders stored although their submit answered 503 ("nothing was stored").
+    # Orders stored behind their submit's last 503 (each must still be final).
     ghosts: int = 0
+    # Orders that needed beat's stuck-order sweep (the test acting as beat) to become final.
+    stuck: int = 0
+    # Which run of `make chaos` (KIRANA_CHAOS_ROUND), for the table of all rounds.
+    round: int = field(default_factory=lambda: int(os.environ.get("KIRANA_CHAOS_ROUND") or 1))
     # How long the fault itself lasted (outage), when it has a duration.
     outage_s: float | None = None
     verdict: str = "?"
@@ -66,20 +70,41 @@ def write() -> None:
     results_file().write_text(json.dumps([asdict(r) for r in RESULTS], indent=2, default=str) + "\n")
 
 
-def table() -> list[str]:
-    header = (f"{'fault':<24}{'submitted':>10}{'completed':>11}{'lost':>6}{'duplicated':>12}{'recovery':>10}"
-              f"{'outage':>8}{'503':>6}{'ghost':>7}{'5xx':>5}  result")
+def table(results: list[CaseResult] | None = None) -> list[str]:
+    rows = RESULTS if results is None else results
+    header = (f"{'round':<6}{'fault':<24}{'submitted':>10}{'completed':>11}{'lost':>6}{'duplicated':>12}"
+              f"{'stuck':>7}{'recovery':>10}{'outage':>8}{'503':>6}{'ghost':>7}{'5xx':>5}  result")
     lines = [header, "-" * len(header)]
-    for r in RESULTS:
+    for r in rows:
         outage = "-" if r.outage_s is None else f"{r.outage_s:.1f}s"
         recovery = "-" if r.recovery_s is None else f"{r.recovery_s:.1f}s"
-        lines.append(f"{r.fault:<24}{r.submitted:>10}{r.completed:>11}{r.lost:>6}{r.duplicated:>12}{recovery:>10}"
-                     f"{outage:>8}{r.refused:>6}{r.ghosts:>7}{r.errors:>5}  {r.verdict}")
+        lines.append(f"{r.round:<6}{r.fault:<24}{r.submitted:>10}{r.completed:>11}{r.lost:>6}{r.duplicated:>12}"
+                     f"{r.stuck:>7}{recovery:>10}{outage:>8}{r.refused:>6}{r.ghosts:>7}{r.errors:>5}  {r.verdict}")
     lines.append("lost = accepted (202) but never final; duplicated = stock over-consumed + captures beyond one"
-                 " + repeated events; recovery = fault to all final; 503 = refused submits; ghost = stored behind"
-                 " a 503; 5xx = any other error answer (a 500 above all)")
-    notes = [(r.fault, n) for r in RESULTS for n in r.notes]
+                 " + repeated events + points applied twice + notifications sent twice; stuck = needed beat's"
+                 " stuck-order sweep; recovery = fault to all final; 503 = submits that met a 503 and tried again"
+                 " with the same key; ghost = stored behind a last 503 (must be final); 5xx = any other error"
+                 " answer (a 500 above all)")
+    notes = [(r.round, r.fault, n) for r in rows for n in r.notes]
     if notes:
         lines.append("")
-        lines.extend(f"  {fault}: {note}" for fault, note in notes)
+        lines.extend(f"  {rnd}/{fault}: {note}" for rnd, fault, note in notes)
     return lines
+
+
+def main(argv: list[str]) -> int:
+    """python -m tests.chaos.report DIR: one table of every round's results.json under DIR."""
+    rows = [CaseResult(**raw) for path in sorted(Path(argv[0]).glob("round-*/results.json"))
+            for raw in json.loads(path.read_text())]
+    for line in table(rows):
+        print(line)
+    failed = [r for r in rows if r.verdict != "ok"]
+    print(f"\n{len(rows)} case runs in {len({r.round for r in rows})} round(s): "
+          f"{len(rows) - len(failed)} ok, {len(failed)} not ok")
+    return 1 if failed or not rows else 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

@@ -396,6 +396,8 @@ class Submission:
     error: str | None = None
     answered_at: float | None = None
     tries: int = 0
+    # 503 answers before the last one (each retried with the same key).
+    refusals: int = 0
     checkout: dict[str, Any] | None = None
     pay_status: str | None = None
 
@@ -417,9 +419,10 @@ class Load:
     """`n` orders submitted at `rate` per second from a thread pool; online ones are then paid.
 
     Every submission carries its own Idempotency-Key. A transport error (no
-    answer) is retried with the same key, as a client that cannot know whether
-    it was stored would; a 503 is taken at its word ("nothing was stored") and
-    not retried, so that the accounting can check the word.
+    answer) and a 503 ("try again with the same Idempotency-Key": the order may
+    have been stored, its reply lost) are retried with the same key for up to a
+    minute, as an app would; the accounting checks that a retry got the order
+    its first try stored, and that an order stored behind a last 503 is final.
     """
 
     def __init__(self, stack: ChaosStack, shoppers: list[Shopper], store: Store, *, n: int, rate: float = 30.0,
@@ -482,8 +485,11 @@ class Load:
             if resp.status_code == 202:
                 sub.order_id = resp.json()["id"]
                 sub.error = None
-            else:
-                sub.error = resp.text[:500]
+                break
+            sub.error = resp.text[:500]
+            if resp.status_code == 503 and time.monotonic() < deadline and not self._closed.wait(0.5):
+                sub.refusals += 1
+                continue
             break
         sub.answered_at = time.monotonic()
         with self._lock:

@@ -25,7 +25,7 @@ import pytest
 from kirana.clock import now_ms
 from tasks.queues import DELIVERY, RESTORE_INTERVAL_S, Queue
 from tests.chaos import report
-from tests.chaos.accounting import STUCK_IN, account, check
+from tests.chaos.accounting import account, check
 from tests.chaos.rig import FINAL, ChaosStack, Load, Store, Worker, wait_final, wait_until
 
 pytestmark = pytest.mark.chaos
@@ -153,7 +153,7 @@ def test_after_the_sigkill_every_order_is_final_and_nothing_happened_twice(kille
         if took is None or took > BOUND_S + 10:
             # Beyond the bound: its restored delivery did not finish it (a lease still live, say).
             tally.find(f"the killed worker's {oid} final {'never' if took is None else f'+{took:.1f}s'}, over the "
-                       f"bound of ~{BOUND_S}s", STUCK_IN.get(finish.stuck.get(oid, "")))
+                       f"bound of ~{BOUND_S}s (stuck {finish.stuck.get(oid, '-')})")
     record(tally.result("worker SIGKILL", recovery, notes=notes, in_flight=killed.in_flight,
                         in_flight_status=killed.in_flight_status, restored_at_s=killed.restored_at,
                         in_flight_final_s=in_flight_final))

@@ -33,6 +33,7 @@ from kirana.live import CHANNEL_PREFIX
 from kirana.orders import NewOrder, OrderItem, PaymentMethod, Status
 from kirana.permissions import Role
 from kirana.seed import STORES
+from tasks import dispatch
 from tasks.base import publish_order_update
 from tests.harness import Client, ws_server
 
@@ -66,12 +67,19 @@ def _held_order(stack: Any, customer: Client) -> str:
     """An accepted order nobody processes (it is not enqueued): the test moves it itself, as a worker would."""
     product = stack.db[collections.PRODUCTS].find_one({"store_id": STORE, "stock": {"$gte": 1}})
     new = NewOrder(customer.user_id, STORE, (OrderItem(product["sku"], 1),), PaymentMethod.COD)
-    order, _ = orders.place(stack.db, new, publish=publish_order_update)
+    order, _ = orders.place(stack.db, new)
+    # Its follow-ups (processing above all) forgotten unsent, so that neither the API nor the dispatch
+    # sweep hands it to a worker; its live update sent as the dispatcher would.
+    stack.db[collections.ORDERS].update_one({"_id": order["_id"]}, {"$unset": {"intents": "", "intents_at_ms": ""}})
+    publish_order_update(order["_id"], {"order_id": order["_id"], "status": "accepted",
+                                        "at_ms": order["created_at_ms"]})
     return str(order["_id"])
 
 
 def _move(stack: Any, order_id: str, expected: Status, target: Status) -> None:
-    assert orders.move(stack.db, order_id, expected, target, publish=publish_order_update) is not None
+    moved = orders.move(stack.db, order_id, expected, target)
+    assert moved is not None
+    dispatch.send(moved)  # as the worker that moved it would: its live update and follow-ups
 
 
 def _in_stock(stack: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@ Redis (the broker) and the real MongoDB wire protocol."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -58,6 +59,7 @@ def test_placing_records_the_orders_processing_and_notification_with_it(database
     assert {name: (i["task"], i["args"]) for name, i in stored["intents"].items()} == {
         "process": ("orders.process", [order["_id"]]),
         "notify-order_accepted": ("notifications.order_event", [order["_id"], "order_accepted", {}]),
+        "live-accepted": ("live.order_update", [order["_id"], "accepted", order["created_at_ms"]]),
     }
     assert stored["intents_at_ms"] == stored["created_at_ms"]
 
@@ -68,7 +70,14 @@ def test_the_dispatcher_sends_each_follow_up_under_its_fixed_id_then_forgets_the
     orders.move(database, order["_id"], Status.ACCEPTED, Status.PROCESSING)
     confirmed = orders.move(database, order["_id"], Status.PROCESSING, Status.CONFIRMED)
 
-    assert dispatch.send(confirmed) == 5
+    with contextlib.closing(redis.Redis.from_url(redis_server).pubsub()) as live:
+        live.subscribe(f"kirana:order:{order['_id']}")
+        live.get_message(timeout=1)  # the subscription's own confirmation
+
+        assert dispatch.send(confirmed) == 8
+
+        heard = [json.loads(m["data"])["status"] for m in iter(lambda: live.get_message(timeout=1), None)]
+    assert heard == ["accepted", "processing", "confirmed"], "each move's live update, in the order of the moves"
 
     oid = order["_id"]
     assert _messages(redis_server, oid) == sorted([
@@ -114,7 +123,7 @@ def test_a_newer_move_between_the_read_and_the_mark_keeps_its_own_follow_ups(dis
     orders.intents_sent(database, claimed, list(claimed["intents"]))
 
     stored = database["orders"].find_one({"_id": order["_id"]})
-    assert set(stored["intents"]) == {"loyalty-rejected", "search-rejected", "notify-order_rejected"}
+    assert set(stored["intents"]) == {"loyalty-rejected", "search-rejected", "notify-order_rejected", "live-rejected"}
     assert stored["intents"]["notify-order_rejected"]["args"][2] == {"reason": "out_of_stock"}
     assert "intents_at_ms" in stored, "the sweep still finds what the newer move left"
 

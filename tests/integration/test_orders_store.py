@@ -17,16 +17,14 @@ def _new(sku: str = "ATTA", qty: int = 1, customer: str = "cust-1") -> NewOrder:
     return NewOrder(customer, "store-t", (OrderItem(sku, qty),), PaymentMethod.COD)
 
 
-def test_placing_stores_an_accepted_order_with_its_first_event(database) -> None:  # type: ignore[no-untyped-def]
-    published: list[tuple[str, dict]] = []
-
-    order, created = orders.place(database, _new(), publish=lambda oid, msg: published.append((oid, msg)))
+def test_placing_stores_an_accepted_order_with_its_first_event_and_live_update(database) -> None:  # type: ignore[no-untyped-def]
+    order, created = orders.place(database, _new())
 
     assert created and order["status"] == "accepted"
-    assert orders.get(database, order["_id"])["items"] == [{"sku": "ATTA", "qty": 1}]
+    stored = orders.get(database, order["_id"])
+    assert stored["items"] == [{"sku": "ATTA", "qty": 1}]
     assert [e["status"] for e in orders.events(database, order["_id"])] == ["accepted"]
-    assert published == [(order["_id"], {"order_id": order["_id"], "status": "accepted",
-                                         "at_ms": order["created_at_ms"]})]
+    assert stored["intents"]["live-accepted"]["args"] == [order["_id"], "accepted", order["created_at_ms"]]
 
 
 def test_racing_retries_with_one_key_make_one_order(database) -> None:  # type: ignore[no-untyped-def]
