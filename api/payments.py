@@ -31,7 +31,7 @@ def verify() -> tuple[Response, int]:
     attempt = payments.by_gateway_order(database, body.razorpay_order_id)
     if attempt is None or attempt["customer_id"] != principal().user_id:
         raise Problem(404, "not-found", "Not Found", "no payment of yours for this Razorpay order")
-    payments.record_checkout(database, body.razorpay_order_id, body.razorpay_payment_id)
+    payments.record_checkout(database, body.razorpay_order_id, body.razorpay_payment_id, attempt)
     # The webhook would trigger the capture too; whichever comes first captures, once.
     reliability.enqueue(capture, [attempt["_id"]])
     return jsonify({"order_id": attempt["order_id"], "payment_id": attempt["_id"], "status": "verified"}), 202

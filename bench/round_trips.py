@@ -193,7 +193,7 @@ def upi_order(database: Database, store_id: str, skus: list[str], customer: str,
 
     def verify() -> None:  # api/payments.py verify, past its signature check
         attempt = payments.by_gateway_order(database, rzp_order)
-        payments.record_checkout(database, rzp_order, paid["razorpay_payment_id"])
+        payments.record_checkout(database, rzp_order, paid["razorpay_payment_id"], attempt)
         reliability.enqueue(payment_tasks.capture, [attempt["_id"]])
 
     own.append(_run("api: POST /payments/verify", verify))
@@ -262,9 +262,17 @@ def run_phase(database: Database, store_id: str, skus: list[str], sandbox_url: s
     install()
     _record_sends()
     from kirana import db
+    from tasks.app import app
+
+    app.loader.import_default_modules()
 
     database = db.database()  # the counted client
     customer = f"rt-{uuid.uuid4().hex[:8]}"
+    database["users"].insert_one({"_id": customer, "email": f"{customer}@example.in"})
+    # One uncounted order of each kind first: connections, queue declarations, the customer's
+    # Razorpay customer id (made once per customer) are not what an order costs.
+    cash_order(database, store_id, skus, customer)
+    upi_order(database, store_id, skus, customer, sandbox_url)
     cash = cash_order(database, store_id, skus, customer)
     upi = upi_order(database, store_id, skus, customer, sandbox_url)
     return report(cash, upi, update_rate(database), confirmed_per_s)

@@ -172,7 +172,7 @@ def confirmation(database: Database, order_ids: Sequence[str]) -> Confirmation:
     orders = {
         doc["_id"]: doc
         for doc in database[db.ORDERS].find({"_id": {"$in": ids}},
-                                            {"created_at_ms": 1, "status": 1, f"history.{Status.CONFIRMED}": 1})
+                                            {"created_at_ms": 1, "status": 1, "history": 1})
     }
     confirmed_at = {
         order_id: int(doc["history"][Status.CONFIRMED]["at_ms"])

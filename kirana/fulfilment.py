@@ -39,19 +39,21 @@ class Outcome:
     busy_until_ms: int | None = None
 
 
-def _claim(db: Database, order_id: str, lease_ms: int, token: str) -> tuple[str, dict[str, Any]] | None:
+def _claim_accepted(db: Database, order_id: str, lease_ms: int, token: str) -> dict[str, Any] | None:
+    """The usual first delivery: accepted -> processing with this run's lease, one write."""
+    return orders.move(db, order_id, Status.ACCEPTED, Status.PROCESSING,
+                       fields={"claim": {"token": token, "until_ms": now_ms() + lease_ms}})
+
+
+def _reclaim(db: Database, order_id: str, lease_ms: int, token: str) -> dict[str, Any] | None:
+    """A processing order this run may carry on: its own claim (a retry), or one whose lease ran out."""
     until = now_ms() + lease_ms
-    claimed = orders.move(
-        db, order_id, Status.ACCEPTED, Status.PROCESSING,
-        fields={"claim": {"token": token, "until_ms": until}},
+    # Our own claim: a retry or redelivery of the same task (same token) carries on.
+    claimed = db[collections.ORDERS].find_one_and_update(
+        {"_id": order_id, "status": str(Status.PROCESSING), "claim.token": token},
+        {"$set": {"claim": {"token": token, "until_ms": until}, "updated_at_ms": now_ms()}},
+        return_document=ReturnDocument.AFTER,
     )
-    if claimed is None:
-        # Our own claim: a retry or redelivery of the same task (same token) carries on.
-        claimed = db[collections.ORDERS].find_one_and_update(
-            {"_id": order_id, "status": str(Status.PROCESSING), "claim.token": token},
-            {"$set": {"claim": {"token": token, "until_ms": until}, "updated_at_ms": now_ms()}},
-            return_document=ReturnDocument.AFTER,
-        )
     if claimed is None:
         # Take over a processing order whose lease has run out (its worker died).
         # This is not a new status, so it records no event.
@@ -60,7 +62,23 @@ def _claim(db: Database, order_id: str, lease_ms: int, token: str) -> tuple[str,
             {"$set": {"claim": {"token": token, "until_ms": until}, "updated_at_ms": now_ms()}},
             return_document=ReturnDocument.AFTER,
         )
-    return (token, claimed) if claimed is not None else None
+    return claimed
+
+
+# Stores known to exist, per process, with when they were seen: a store is not removed while it
+# takes orders, and this saves the orders pool one read per order. A miss is never cached.
+STORE_SEEN_FOR_MS = 60_000
+_stores_seen: dict[str, int] = {}
+
+
+def _store_exists(db: Database, store_id: str) -> bool:
+    seen = _stores_seen.get(store_id)
+    if seen is not None and now_ms() - seen < STORE_SEEN_FOR_MS:
+        return True
+    if db[collections.STORES].find_one({"_id": store_id}, {"_id": 1}) is None:
+        return False
+    _stores_seen[store_id] = now_ms()
+    return True
 
 
 def settle_holds(db: Database, order: dict[str, Any]) -> None:
@@ -110,20 +128,23 @@ def _not_acted(db: Database, order_id: str) -> Outcome:
 def process_order(db: Database, order_id: str, *, lease_ms: int, pay_within_ms: int,
                   claim_token: str | None = None) -> Outcome:
     """Take an accepted order to confirmed (cash on delivery), reserved (to be paid online) or rejected."""
-    order = orders.get(db, order_id)
-    if order["status"] == Status.CONFIRMED:
-        # A redelivery after a crash between confirming and settling finishes
-        # the settling; on a settled order this changes nothing.
-        _settle_holds(db, order)
-        return Outcome(order_id, order["status"], acted=False, order=order)
-    if order["status"] not in {Status.ACCEPTED, Status.PROCESSING}:
-        return Outcome(order_id, order["status"], acted=False, order=order)
-
     # A fresh token per run: two deliveries of one message must not share a claim.
-    claimed = _claim(db, order_id, lease_ms, claim_token or uuid.uuid4().hex)
+    token = claim_token or uuid.uuid4().hex
+    # The claim first: for the usual (first) delivery it is the run's one read of the order.
+    claimed = _claim_accepted(db, order_id, lease_ms, token)
     if claimed is None:
-        return _not_acted(db, order_id)
-    token, order = claimed
+        found = orders.get(db, order_id)
+        if found["status"] == Status.CONFIRMED:
+            # A redelivery after a crash between confirming and settling finishes
+            # the settling; on a settled order this changes nothing.
+            _settle_holds(db, found)
+            return Outcome(order_id, found["status"], acted=False, order=found)
+        if found["status"] != Status.PROCESSING:
+            return Outcome(order_id, found["status"], acted=False, order=found)
+        claimed = _reclaim(db, order_id, lease_ms, token)
+        if claimed is None:
+            return _not_acted(db, order_id)
+    order = claimed
     try:
         return _fulfil(db, order, token, pay_within_ms)
     except Exception:
@@ -139,7 +160,7 @@ def process_order(db: Database, order_id: str, *, lease_ms: int, pay_within_ms: 
 def _fulfil(db: Database, order: dict[str, Any], token: str, pay_within_ms: int) -> Outcome:
     order_id = order["_id"]
 
-    if db[collections.STORES].find_one({"_id": order["store_id"]}, {"_id": 1}) is None:
+    if not _store_exists(db, order["store_id"]):
         return _reject(db, order, token, RejectReason.UNKNOWN_STORE, {"store_id": order["store_id"]})
     if order["payment_method"] not in {m.value for m in PaymentMethod}:
         detail = {"payment_method": order["payment_method"]}

@@ -13,8 +13,7 @@ always comes from the order.
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -94,34 +93,36 @@ def advance(db: Database, payment_id: str, target: PaymentStatus, **fields: Any)
 
 
 def open_attempt(db: Database, gateway: Razorpay, order_id: str, attempt: int, *,
-                 customer_id: str | None) -> dict[str, Any] | None:
+                 customer_id: str | None, order: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Create the gateway order for attempt `attempt` and put the order in awaiting_payment.
 
     Idempotent: the attempt id is fixed per (order, attempt), and the gateway
     order is stored only once. Returns the order, or None when it no longer
     waits for this attempt.
     """
-    order = orders.get(db, order_id)
+    order = order if order is not None else orders.get(db, order_id)
     if order["status"] != Status.RESERVED or order.get("payment_attempt") != attempt:
         return None
     pid = attempt_id(order_id, attempt)
-    with contextlib.suppress(DuplicateKeyError):
-        db[PAYMENTS].insert_one({
-            "_id": pid, "order_id": order_id, "attempt": attempt, "customer_id": order["customer_id"],
-            "amount_paise": order["total_paise"], "method": order["payment_method"],
-            "token_id": order.get("token_id"), "status": str(S.CREATED), "capturing_until_ms": 0,
-            "created_at": utcnow(), "created_at_ms": now_ms(), "updated_at_ms": now_ms(),
-        })
-    payment = get_attempt(db, pid)
+    payment: dict[str, Any] = {
+        "_id": pid, "order_id": order_id, "attempt": attempt, "customer_id": order["customer_id"],
+        "amount_paise": order["total_paise"], "method": order["payment_method"],
+        "token_id": order.get("token_id"), "status": str(S.CREATED), "capturing_until_ms": 0,
+        "created_at": utcnow(), "created_at_ms": now_ms(), "updated_at_ms": now_ms(),
+    }
+    try:
+        db[PAYMENTS].insert_one(payment)
+    except DuplicateKeyError:  # opened before (a retry): the stored attempt is the one
+        payment = get_attempt(db, pid)
     if not payment.get("razorpay_order_id"):
         created = gateway.create_order(payment["amount_paise"], receipt=pid,
                                        notes={"order_id": order_id, "attempt": str(attempt)},
                                        customer_id=customer_id)
         # A retry after a lost answer may have made a second gateway order:
         # the first one stored wins, the other stays unpaid and expires there.
-        db[PAYMENTS].update_one({"_id": pid, "razorpay_order_id": {"$exists": False}},
-                                {"$set": {"razorpay_order_id": created["id"], "updated_at_ms": now_ms()}})
-        payment = get_attempt(db, pid)
+        stored = db[PAYMENTS].update_one({"_id": pid, "razorpay_order_id": {"$exists": False}},
+                                         {"$set": {"razorpay_order_id": created["id"], "updated_at_ms": now_ms()}})
+        payment = {**payment, "razorpay_order_id": created["id"]} if stored.modified_count else get_attempt(db, pid)
     checkout = {
         "attempt": attempt, "payment_id": pid, "razorpay_order_id": payment["razorpay_order_id"],
         "key_id": gateway.key_id, "amount_paise": payment["amount_paise"], "currency": "INR",
@@ -151,14 +152,19 @@ def retry(db: Database, order_id: str, *, pay_within_ms: int) -> int | None:
 # --- the customer's checkout ------------------------------------------------------------
 
 
-def record_checkout(db: Database, rzp_order_id: str, rzp_payment_id: str) -> dict[str, Any] | None:
-    """The app reports a payment for a gateway order (its signature already checked)."""
-    payment = by_gateway_order(db, rzp_order_id)
+def record_checkout(db: Database, rzp_order_id: str, rzp_payment_id: str,
+                    payment: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The app reports a payment for a gateway order (its signature already checked); `payment`: its attempt,
+    when the caller read it already."""
+    payment = payment if payment is not None else by_gateway_order(db, rzp_order_id)
     if payment is None:
         return None
-    db[PAYMENTS].update_one({"_id": payment["_id"], "razorpay_payment_id": {"$exists": False}},
-                            {"$set": {"razorpay_payment_id": rzp_payment_id, "updated_at_ms": now_ms()}})
-    return get_attempt(db, payment["_id"])
+    if payment.get("razorpay_payment_id"):
+        return payment  # reported before: the first report stands
+    stored = db[PAYMENTS].update_one({"_id": payment["_id"], "razorpay_payment_id": {"$exists": False}},
+                                     {"$set": {"razorpay_payment_id": rzp_payment_id, "updated_at_ms": now_ms()}})
+    return {**payment, "razorpay_payment_id": rzp_payment_id} if stored.modified_count else get_attempt(
+        db, payment["_id"])
 
 
 # --- outcomes -----------------------------------------------------------------------------
@@ -171,6 +177,8 @@ class Settled:
     order_status: str
     # The money must go back: the order was gone, or paid twice.
     refund: bool = False
+    # The order as this run wrote or read it: its recorded follow-ups go to the dispatcher.
+    order: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 def complete_order(db: Database, payment: dict[str, Any]) -> Settled:
@@ -180,23 +188,22 @@ def complete_order(db: Database, payment: dict[str, Any]) -> Settled:
                         detail={"payment_id": payment["_id"], "amount_paise": payment["amount_paise"]})
     if moved is not None:
         fulfilment.settle_holds(db, moved)
-        return Settled(str(Status.CONFIRMED))
+        return Settled(str(Status.CONFIRMED), order=moved)
     order = orders.get(db, order_id)
     if order.get("paid_payment_id") == payment["_id"]:
         if order["status"] == Status.CONFIRMED:
             # A run cut short after the move (MongoDB failed, the worker died): finish
             # its settle (idempotent).
             fulfilment.settle_holds(db, order)
-        return Settled(order["status"])
+        return Settled(order["status"], order=order)
     # Captured for an order that expired, was cancelled, or was already paid by another attempt.
     advance(db, payment["_id"], S.REFUND_PENDING, refund_reason=f"order {order['status']}")
     return Settled(order["status"], refund=True)
 
 
 def mark_captured(db: Database, payment: dict[str, Any], gateway_payment: dict[str, Any]) -> Settled:
-    advance(db, payment["_id"], S.CAPTURED, razorpay_payment_id=gateway_payment["id"], captured_at_ms=now_ms(),
-            capturing_until_ms=0)
-    current = get_attempt(db, payment["_id"])
+    current = advance(db, payment["_id"], S.CAPTURED, razorpay_payment_id=gateway_payment["id"],
+                      captured_at_ms=now_ms(), capturing_until_ms=0) or get_attempt(db, payment["_id"])
     if current["status"] == S.REFUND_PENDING:
         return Settled(orders.get(db, payment["order_id"])["status"], refund=True)
     return complete_order(db, current)

@@ -93,8 +93,7 @@ def _entity(event: dict[str, Any], name: str) -> dict[str, Any] | None:
 def _attempt_for(db: Database, gateway_payment: dict[str, Any]) -> dict[str, Any] | None:
     attempt = payments.by_gateway_order(db, gateway_payment.get("order_id", ""))
     if attempt is not None and not attempt.get("razorpay_payment_id"):
-        payments.record_checkout(db, attempt["razorpay_order_id"], gateway_payment["id"])
-        attempt = payments.get_attempt(db, attempt["_id"])
+        attempt = payments.record_checkout(db, attempt["razorpay_order_id"], gateway_payment["id"], attempt)
     return attempt
 
 

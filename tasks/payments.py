@@ -28,7 +28,7 @@ def create_order(order_id: str, attempt: int) -> str:
     gateway = Razorpay()
     order = payments.orders.get(database, order_id)
     customer = payments.gateway_customer(database, gateway, order["customer_id"])
-    moved = payments.open_attempt(database, gateway, order_id, attempt, customer_id=customer)
+    moved = payments.open_attempt(database, gateway, order_id, attempt, customer_id=customer, order=order)
     dispatch.send(moved)  # its live update
     return "awaiting_payment" if moved else "skipped"
 
@@ -39,8 +39,10 @@ def capture(payment_id: str) -> str:
     if result.settled and result.settled.refund:
         # Captured for an order that no longer wants it: the payment's follow-up, not an order move.
         reliability.enqueue(refund, [payment_id])
-    if result.settled or result.outcome == "failed":
-        # The order's move (confirmed, payment_failed) recorded its follow-ups.
+    if result.settled and result.settled.order is not None:
+        dispatch.send(result.settled.order)  # the confirming move recorded its follow-ups
+    elif result.settled or result.outcome == "failed":
+        # The order's move (payment_failed) recorded its follow-ups.
         dispatch.send_for(db.database(), payment_id.rsplit(":p", 1)[0])
     return result.outcome
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from kirana import db, orders
+from kirana import db, fulfilment, orders
 from kirana import db as collections
 from kirana.clock import now_ms
 from kirana.orders import NewOrder, OrderItem, PaymentMethod, Status
@@ -29,8 +29,11 @@ def test_a_retry_finishes_the_order_its_run_claimed_and_another_delivery_leaves_
         redis_server, mongo_server) -> None:  # type: ignore[no-untyped-def]
     order_id = _held_by_a_failed_run("run-1")
 
-    # Another delivery of the message (a token of its own) must not take a live claim.
-    assert process.apply(args=[order_id]).get() == "processing"
+    # Another delivery of the message (a token of its own) must not take a live claim: it is told
+    # until when the claim holds, and the task comes back then (a retry with that countdown).
+    outcome = fulfilment.process_order(db.database(), order_id, lease_ms=LEASE_MS, pay_within_ms=LEASE_MS)
+    assert (outcome.acted, outcome.status) == (False, "processing")
+    assert outcome.busy_until_ms is not None and outcome.busy_until_ms > now_ms() + LEASE_MS - 5_000
     assert orders.get(db.database(), order_id)["claim"]["token"] == "run-1"
 
     # The run's retry carries its token (tasks.orders.process puts it in the retry's kwargs).
