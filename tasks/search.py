@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 RUN_BUDGET_S = 5.0
 # Set while an indexer run is queued: writes meanwhile need not enqueue another.
 PENDING_SUFFIX = "indexer-pending"
-PENDING_TTL_S = 30
+# Longer than a backlogged search queue keeps a run waiting: with 30 s, a queue behind by more than
+# that got a second run, then a third (452 waiting at 20 orders/s, issue 19). A lost message or
+# flag delays indexing by at most this, and the beat sweep asks again.
+PENDING_TTL_S = 120
 # A full build of a 50,000-product catalog takes about a minute; the search queue's visibility
 # timeout (600 s) must outlast the hard limit plus the longest retry countdown.
 REINDEX_SOFT_LIMIT_S = 360

@@ -14,21 +14,26 @@ import time
 import pytest
 
 from tasks import faults
-from tests.chaos.accounting import account, check
-from tests.chaos.rig import POOLS, Load, wait_final
+from tests.chaos.accounting import Tally, account, check
+from tests.chaos.rig import POOLS, ChaosStack, Finish, Load, wait_final
 
 pytestmark = pytest.mark.chaos
 
 
-def test_a_worker_killed_between_a_moves_write_and_its_dispatch_loses_nothing(make_stack, record) -> None:  # type: ignore[no-untyped-def]
-    stack = make_stack(pool_env={"orders": {"KIRANA_FAULTS": f"{faults.KILL_BEFORE_DISPATCH}=0.1"}})
+def _orders_through(stack: ChaosStack) -> tuple[Load, Finish, Tally, float]:
+    """150 orders (cash, UPI, card) at 25/s, until all are final; what became of them."""
     store = stack.make_store()
     load = Load(stack, stack.shoppers(4), store, n=150, rate=25.0).start()
     started = time.monotonic()
     load.join()
     finish = wait_final(stack, load.accepted_ids, timeout=150, store_id=store.id)
     load.join_payments(timeout=10)
-    tally = account(stack, load.subs, store, finish=finish)
+    return load, finish, account(stack, load.subs, store, finish=finish), started
+
+
+def test_a_worker_killed_between_a_moves_write_and_its_dispatch_loses_nothing(make_stack, record) -> None:  # type: ignore[no-untyped-def]
+    stack = make_stack(pool_env={"orders": {"KIRANA_FAULTS": f"{faults.KILL_BEFORE_DISPATCH}=0.1"}})
+    _, finish, tally, started = _orders_through(stack)
     logs = "".join(p.read_text(errors="replace") for p in stack.run_dir.glob("worker-orders-*.log"))
     kills = logs.count("signal 9")
     record(tally.result("killed before dispatch", finish.since(started),
@@ -42,15 +47,10 @@ def test_a_worker_killed_between_a_moves_write_and_its_dispatch_loses_nothing(ma
 
 def test_an_insert_whose_reply_is_lost_answers_503_and_the_retry_gets_the_same_order(make_stack, record) -> None:  # type: ignore[no-untyped-def]
     stack = make_stack(KIRANA_FAULTS=f"{faults.LOSE_INSERT_REPLY}=0.3")
-    store = stack.make_store()
-    load = Load(stack, stack.shoppers(4), store, n=150, rate=25.0).start()
-    started = time.monotonic()
-    load.join()
-    finish = wait_final(stack, load.accepted_ids, timeout=150, store_id=store.id)
-    load.join_payments(timeout=10)
-    tally = account(stack, load.subs, store, finish=finish)
+    load, finish, tally, started = _orders_through(stack)
     retried = [s for s in load.subs if s.refusals]
-    stored = {o["idempotency_key"]: o["_id"] for o in stack.db.orders.find({"store_id": store.id})}
+    customers = sorted({s.shopper.user_id for s in load.subs})
+    stored = {o["idempotency_key"]: o["_id"] for o in stack.db.orders.find({"customer_id": {"$in": customers}})}
     replayed_same = sum(stored.get(s.scoped_key) == s.order_id for s in retried)
     record(tally.result("insert reply lost", finish.since(started),
                         notes=[f"{len(retried)} submits answered 503 after their insert landed (p=0.3), retried "
@@ -70,13 +70,7 @@ def test_every_follow_up_dispatched_twice_has_one_effect(make_stack, record) -> 
     stack = make_stack(pools=(*POOLS, "notifications", "leaderboards", "search"),
                        KIRANA_FAULTS=f"{faults.DISPATCH_TWICE}=1", EMAIL_PROVIDER="console", SMS_PROVIDER="console",
                        PUSH_PROVIDER="console")
-    store = stack.make_store()
-    load = Load(stack, stack.shoppers(4), store, n=150, rate=25.0).start()
-    started = time.monotonic()
-    load.join()
-    finish = wait_final(stack, load.accepted_ids, timeout=150, store_id=store.id)
-    load.join_payments(timeout=10)
-    tally = account(stack, load.subs, store, finish=finish)
+    load, finish, tally, started = _orders_through(stack)
     customers = sorted({s.shopper.user_id for s in load.subs})
     planned = stack.db.notifications.count_documents({"user_id": {"$in": customers}})
     sent = stack.db.notification_attempts.count_documents({"user_id": {"$in": customers}, "ok": True})
