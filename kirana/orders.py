@@ -25,9 +25,7 @@ from kirana import db as collections
 from kirana import transitions
 from kirana.clock import now_ms, utcnow
 from kirana.ids import new_id
-from kirana.transitions import TRANSITIONS, UNPAID, Status
-
-__all__ = ["TERMINAL", "TRANSITIONS", "UNPAID", "Status"]  # and the rest of this module; these are re-exported
+from kirana.transitions import TRANSITIONS, UNPAID, Status  # noqa: F401 (re-exported for the order's readers)
 
 # The statuses and the moves between them live in kirana.transitions (one table, with the
 # follow-ups each move records); they are re-exported here for the order's readers.

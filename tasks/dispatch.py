@@ -43,17 +43,15 @@ def send(order: Mapping[str, Any] | None) -> int:
         return 0
     faults.kill_here(faults.KILL_BEFORE_DISPATCH)
     pending: Mapping[str, Mapping[str, Any]] = order.get("intents") or {}
-    by_task: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
-    for name, intent in pending.items():
-        by_task.setdefault(intent["task"], []).append((name, intent))
+    tasks = {intent["task"] for intent in pending.values()}
     messages = [(intent["task"], intent["args"], task_id(order["_id"], name))
                 for name, intent in pending.items() if intent["task"] not in {transitions.SEARCH, *transitions.INLINE}]
     reliability.enqueue_intents(messages)
-    if transitions.SEARCH in by_task:
+    if transitions.SEARCH in tasks:
         search_tasks.request_indexing_quietly()
-    if transitions.LIVE in by_task:
-        # In the order the statuses were reached (a run that made two moves sends both).
-        updates = sorted((intent["args"] for _, intent in by_task[transitions.LIVE]), key=lambda a: a[2])
+    # In the order the statuses were reached (a run that made two moves sends both).
+    updates = sorted((i["args"] for i in pending.values() if i["task"] == transitions.LIVE), key=lambda a: a[2])
+    if updates:
         publish_order_updates(order["_id"], [{"order_id": a[0], "status": a[1], "at_ms": a[2]} for a in updates])
     orders.intents_sent(db.database(), order, list(pending))
     return len(pending)
