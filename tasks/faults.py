@@ -37,6 +37,19 @@ def hit(point: str) -> bool:
 
 
 def kill_here(point: str) -> None:
-    """SIGKILL this process when `point` fires: no cleanup, no ack, as the OOM killer would."""
-    if hit(point):
+    """SIGKILL this process when `point` fires: no cleanup, no ack, as the OOM killer would.
+
+    Only on a message's first delivery: the fault is "a worker died once here", and the
+    redelivery must be free to finish. Firing on redeliveries too would, now and then, kill
+    one message past the redelivery cap, and dead-lettering a message whose worker keeps
+    dying is the right answer to a different fault (tests/chaos/test_poison_message.py).
+    """
+    if hit(point) and not _redelivered():
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _redelivered() -> bool:
+    from celery import current_task  # only where a fault is armed; the relay's sweep has no task
+
+    request = getattr(current_task, "request", None)
+    return bool(request is not None and (request.delivery_info or {}).get("redelivered"))
