@@ -22,7 +22,7 @@ KUBE_CONTEXT   ?=
 .DEFAULT_GOAL := help
 .PHONY: help install exporter tools \
         run stop logs seed fmt \
-        test test-unit test-e2e check-deploy chaos fuzz demo bench bench-engine coverage \
+        test test-unit test-e2e check-deploy chaos fuzz demo bench soak bench-engine coverage \
         lint \
         build k8s \
         docker-up docker-down docker-logs docker-ps \
@@ -119,6 +119,10 @@ fuzz: install exporter ## schemathesis over the whole API against a private stac
 
 demo: install ## with make run up: a customer places 300 mixed orders (COD, UPI, card with failures); live progress and a final table
 	$(PY) -m client.demo $(DEMO_ARGS)
+
+SOAK_ARGS ?=
+soak: install exporter ## make run's whole stack fed cash orders (30/s, 10 min): queue lengths, commands/s by collection, drain, RSS growth
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 bench-engine: install ## Kirana's Celery beside stock Celery, Dramatiq and Huey (bench-only .venv-bench): tasks/s, CPU per task, enqueue rate
 	$(PY) -m bench.engine $(BENCH_ARGS)

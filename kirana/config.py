@@ -29,6 +29,8 @@ class Settings:
     # How long a request waits for MongoDB or Redis before answering 503.
     mongo_timeout_ms: int = 2000
     redis_timeout_s: float = 2.0
+    # Each process counts its MongoDB commands by collection into the data dir (make soak reads them).
+    mongo_command_counts: int = 0  # 1: on
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

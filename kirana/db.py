@@ -12,6 +12,7 @@ import threading
 import pymongo
 from pymongo.database import Database
 
+from kirana import command_counts
 from kirana.config import Settings, settings
 
 # Collection names, in one place so the migrations and tests agree.
@@ -121,6 +122,7 @@ def client(cfg: Settings | None = None) -> pymongo.MongoClient:
                 # Writes are acknowledged before a task is enqueued on them.
                 w=1,
                 tz_aware=True,
+                event_listeners=command_counts.listeners(cfg.mongo_command_counts, cfg.data_dir),
             )
             _clients[key] = found
         return found
