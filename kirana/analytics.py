@@ -27,8 +27,8 @@ from zoneinfo import ZoneInfo
 
 from pymongo.database import Database
 
+from kirana import catalog, stock
 from kirana import db as collections
-from kirana import stock
 from kirana.clock import now_ms
 from kirana.orders import Status
 
@@ -107,32 +107,20 @@ class Updater:
     def __init__(self, db: Database, tz: ZoneInfo) -> None:
         self.db = db
         self.tz = tz
-        self._categories: dict[str, str] = {}
-
-    def _category(self, store_id: str, skus: Iterable[str]) -> dict[str, str]:
-        found = {}
-        for sku in skus:
-            pid = stock.product_id(store_id, sku)
-            if pid not in self._categories:
-                product = self.db[collections.PRODUCTS].find_one({"_id": pid}, {"category": 1})
-                self._categories[pid] = (product or {}).get("category", "uncategorised")
-            found[sku] = self._categories[pid]
-        return found
 
     def update_orders(self, orders: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
         """Rewrite the orders' contributions; the (store, day) pairs that need summing again."""
+        batch = list(orders)
+        # From the orders' own lines (older orders: one read of their products for the whole batch).
+        categories = catalog.line_categories(self.db, batch)
         touched: set[tuple[str, str]] = set()
-        for order in orders:
-            skus = [line["sku"] for line in order.get("lines", [])]
-            c = contribution(order, self._category(order["store_id"], skus), self.tz)
+        for order in batch:
+            found = {line["sku"]: categories.get(stock.product_id(order["store_id"], line["sku"])) or "uncategorised"
+                     for line in order.get("lines", [])}
+            c = contribution(order, found, self.tz)
             self.db[STORE_ANALYTICS].update_one({"_id": f"order:{order['_id']}"}, {"$set": c}, upsert=True)
             touched.add((c["store_id"], c["day"]))
         return touched
-
-    def update_order_ids(self, order_ids: Iterable[str]) -> set[tuple[str, str]]:
-        # One read by id each: nx-27017 answers `$in` by scanning the collection.
-        found = (self.db[collections.ORDERS].find_one({"_id": order_id}) for order_id in order_ids)
-        return self.update_orders(order for order in found if order is not None)
 
     def resum(self, touched: Iterable[tuple[str, str]]) -> int:
         n = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -126,3 +127,25 @@ def delete_product(db: Database, product_id: str) -> None:
     # Tombstone first: a crash between the two leaves a tombstone the indexer drops, never a ghost in the index.
     dirty.bury(db, product_id)
     db[collections.PRODUCTS].delete_one({"_id": product_id})
+
+
+def line_categories(db: Database, orders: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Category of each line's product, by product id ("<store>:<sku>"), for many orders at once.
+
+    A line priced since the sale's category was kept (kirana.fulfilment.price_line) answers
+    from the order; only older lines cost a read, one for all of them.
+    """
+    found: dict[str, str] = {}
+    missing: set[str] = set()
+    for order in orders:
+        for line in order.get("lines", []):
+            pid = make_product_id(order["store_id"], line["sku"])
+            if "category" in line:
+                found[pid] = str(line["category"])
+            else:
+                missing.add(pid)
+    missing -= found.keys()
+    if missing:
+        for product in db[collections.PRODUCTS].find({"_id": {"$in": sorted(missing)}}, {"category": 1}):
+            found[product["_id"]] = str(product.get("category") or "")
+    return found

@@ -230,11 +230,16 @@ def _redeem(db: Database, order: dict[str, Any], token: str, subtotal: int) -> d
 
 
 def price_line(product: dict[str, Any], qty: int) -> dict[str, Any]:
-    """A priced order line, from the catalog's price, never the client's."""
+    """A priced order line, from the catalog's price, never the client's.
+
+    The category is kept as it was at the sale: loyalty, achievements and store analytics
+    read it from the order instead of reading every product again (kirana.catalog.line_categories).
+    """
     unit = int(product["price_paise"])
     return {
         "sku": product["sku"],
         "name": product["name"],
+        "category": str(product.get("category") or ""),
         "qty": qty,
         "unit_price_paise": unit,
         "line_total_paise": unit * qty,

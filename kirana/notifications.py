@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import redis
 from pymongo import ReturnDocument
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from kirana import devices, templates
 from kirana.clock import now_ms, utcnow
@@ -38,6 +38,7 @@ URGENT = frozenset({"login_otp", "payment_failed"})
 ONLY: Mapping[str, tuple[str, ...]] = {"login_otp": ("sms",)}
 # Events whose text must not stay in the database once sent.
 SECRET = frozenset({"login_otp"})
+DUPLICATE_KEY = 11000
 
 
 @dataclass
@@ -92,9 +93,24 @@ def notification_id(key: str, channel: str) -> str:
     return "ntf_" + hashlib.sha256(f"{key}|{channel}".encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A notification to send: `leased` when this run stored it leased to itself (send it as is)."""
+
+    doc: dict[str, Any]
+    leased: bool
+
+
 def plan(db: Database, user: Mapping[str, Any], event: str, params: Mapping[str, Any], *, key: str,
-         at_ms: int | None = None) -> list[dict[str, Any]]:
-    """Store this event's notifications for `user`; returns the new ones that need sending."""
+         at_ms: int | None = None, lease_ms: int = 0) -> list[Planned]:
+    """Store this event's notifications for `user` in one insert; the ones that need sending.
+
+    With `lease_ms`, a notification due now is stored already leased to the caller for that
+    long: the insert that creates it is its claim, and the caller sends it (`send`) with no
+    further read or write first. A trigger that runs again (a redelivery, a retry) stores
+    nothing new; it gets back what an earlier run stored and left queued, unleased, to send
+    under a lease of its own (`send` takes it).
+    """
     at = at_ms if at_ms is not None else now_ms()
     prefs = get_preferences(db, user["_id"])
     channels = ONLY.get(event) or tuple(c for c in CHANNELS if prefs.channels.get(c) or c == "in_app")
@@ -102,24 +118,35 @@ def plan(db: Database, user: Mapping[str, Any], event: str, params: Mapping[str,
     due = at if event in URGENT else (quiet_until_ms(prefs, at) or at)
     destinations = {"email": [("", user.get("email"))], "sms": [("", user.get("phone"))],
                     "push": _push_destinations(db, user["_id"], prefs), "in_app": [("", user["_id"])]}
-    planned = []
+    docs = []
     for channel, (device_id, to) in ((c, d) for c in channels for d in destinations[c]):
         if not to:
             continue  # no phone, no device: nothing to send on that channel
-        doc = {
+        leased = bool(lease_ms) and channel != "in_app" and due <= at
+        docs.append({
             "_id": notification_id(key, f"{channel}:{device_id}" if device_id else channel), "key": key,
             "user_id": user["_id"], "event": event, **({"device_id": device_id} if device_id else {}),
             "channel": channel, "to": to, "subject": subject, "body": body, "language": prefs.language,
-            "status": "sent" if channel == "in_app" else "queued", "due_at_ms": due, "attempts": 0,
-            "lease_until_ms": 0, "created_at": utcnow(), "created_at_ms": at, "updated_at_ms": at,
-        }
-        try:
-            db[NOTIFICATIONS].insert_one(doc)
-        except DuplicateKeyError:
-            continue
-        if channel != "in_app":
-            planned.append(doc)
-    return planned
+            "status": "sent" if channel == "in_app" else "queued", "due_at_ms": due, "attempts": int(leased),
+            "lease_until_ms": at + lease_ms if leased else 0, "created_at": utcnow(), "created_at_ms": at,
+            "updated_at_ms": at,
+        })
+    if not docs:
+        return []
+    try:
+        db[NOTIFICATIONS].insert_many(docs, ordered=False)
+        stored, earlier = docs, []
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            raise
+        taken = {error["index"] for error in errors}
+        stored = [doc for i, doc in enumerate(docs) if i not in taken]
+        # Only a trigger run again gets here: read what the earlier run stored, by id.
+        earlier = [found for i in sorted(taken)
+                   if (found := db[NOTIFICATIONS].find_one({"_id": docs[i]["_id"], "status": "queued"}))]
+    return ([Planned(doc, leased=doc["lease_until_ms"] > 0) for doc in stored if doc["channel"] != "in_app"]
+            + [Planned(doc, leased=False) for doc in earlier])
 
 
 def _push_destinations(db: Database, user_id: str, prefs: Preferences) -> list[tuple[str, str | None]]:
@@ -172,9 +199,18 @@ class Outcome:
 
 def deliver(db: Database, r: redis.Redis, nid: str, provider: Provider, *, per_recipient_per_hour: int,
             per_provider_per_second: int, lease_ms: int = 60_000) -> Outcome:
+    """Send a stored notification by id (a deferred one, a retry, an operator's resend)."""
     doc = db[NOTIFICATIONS].find_one({"_id": nid})
     if doc is None:
         return Outcome("missing")
+    return send(db, r, Planned(doc, leased=False), provider, per_recipient_per_hour=per_recipient_per_hour,
+                per_provider_per_second=per_provider_per_second, lease_ms=lease_ms)
+
+
+def send(db: Database, r: redis.Redis, planned: Planned, provider: Provider, *, per_recipient_per_hour: int,
+         per_provider_per_second: int, lease_ms: int = 60_000) -> Outcome:
+    """Send one notification once: under the lease its insert took (`planned.leased`), or one taken here."""
+    doc, nid = planned.doc, planned.doc["_id"]
     if doc["status"] != "queued":
         return Outcome(f"already_{doc['status']}")
     at = now_ms()
@@ -182,13 +218,14 @@ def deliver(db: Database, r: redis.Redis, nid: str, provider: Provider, *, per_r
         return Outcome("not_due")
     _check_rates(r, doc, provider.name, per_recipient_per_hour=per_recipient_per_hour,
                  per_provider_per_second=per_provider_per_second, at_ms=at)
-    leased = db[NOTIFICATIONS].find_one_and_update(
-        {"_id": nid, "status": "queued", "lease_until_ms": {"$lt": at}},
-        {"$set": {"lease_until_ms": at + lease_ms}, "$inc": {"attempts": 1}},
-        return_document=ReturnDocument.AFTER,
-    )
-    if leased is None:
-        return Outcome("busy")  # another run is sending it right now
+    if not planned.leased:
+        leased = db[NOTIFICATIONS].find_one_and_update(
+            {"_id": nid, "status": "queued", "lease_until_ms": {"$lt": at}},
+            {"$set": {"lease_until_ms": at + lease_ms}, "$inc": {"attempts": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if leased is None:
+            return Outcome("busy")  # another run is sending it right now
     result = provider.send(Message(nid, doc["channel"], doc["to"], doc.get("subject"), doc["body"],
                                    doc.get("language", "en")))
     db[ATTEMPTS].insert_one({"notification_id": nid, "user_id": doc["user_id"], "at_ms": now_ms(),
@@ -210,8 +247,9 @@ def deliver(db: Database, r: redis.Redis, nid: str, provider: Provider, *, per_r
 
 
 def defer(db: Database, nid: str, until_ms: int) -> None:
+    """Not before `until_ms` (a rate limit): the lease its insert took, if any, is let go."""
     db[NOTIFICATIONS].update_one({"_id": nid, "status": "queued"},
-                                 {"$set": {"due_at_ms": until_ms, "updated_at_ms": now_ms()}})
+                                 {"$set": {"due_at_ms": until_ms, "lease_until_ms": 0, "updated_at_ms": now_ms()}})
 
 
 def inbox(db: Database, user_id: str, *, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:

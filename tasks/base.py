@@ -22,6 +22,7 @@ import pymongo.errors
 import redis.exceptions
 
 from kirana import dead_letters, redis_conn
+from kirana.analytics import SCAN_LAG_MS
 from kirana.config import settings
 from tasks.queues import DELIVERY, queue_of
 
@@ -91,9 +92,9 @@ def _count_delivery(task_id: str, retries: int, *, redelivered: bool) -> int:
         return 0  # no count without Redis; the task itself will meet the same outage
 
 
-# Orders whose status changed since store analytics last looked (tasks.analytics).
-ANALYTICS_DIRTY = "kirana:analytics:dirty"
-# At most one analytics refresh is sent per this many ms however many orders change.
+# At most one analytics refresh is sent per this many ms however many orders change. It runs
+# once the changes it was sent for are older than the scan's lag (kirana.analytics.SCAN_LAG_MS),
+# so its one scan finds them: each changed order is read and summed once, in a batch.
 ANALYTICS_DEBOUNCE_MS = 3000
 
 
@@ -115,7 +116,6 @@ def publish_order_updates(order_id: str, messages: list[dict[str, object]]) -> N
         pipe = r.pipeline(transaction=False)
         for message in messages:
             pipe.publish(f"kirana:order:{order_id}", json.dumps(message))
-        pipe.sadd(ANALYTICS_DIRTY, order_id)
         pipe.set("kirana:analytics:soon", "1", nx=True, px=ANALYTICS_DEBOUNCE_MS)
         if pipe.execute()[-1]:
             _refresh_analytics_soon()
@@ -125,7 +125,7 @@ def _refresh_analytics_soon() -> None:
     from tasks.app import app
 
     with contextlib.suppress(redis.exceptions.RedisError, kombu.exceptions.OperationalError):
-        app.send_task("analytics.refresh", countdown=ANALYTICS_DEBOUNCE_MS / 1000)
+        app.send_task("analytics.refresh", countdown=(ANALYTICS_DEBOUNCE_MS + SCAN_LAG_MS) / 1000)
 
 
 __all__ = ["TRANSIENT", "KiranaTask", "dead_letters", "publish_order_update", "publish_order_updates"]

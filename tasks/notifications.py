@@ -16,15 +16,56 @@ class NotificationTask(KiranaTask):
     autoretry_for = (*TRANSIENT, notifications.SendFailed)
 
 
+# A notification planned due now is stored leased to the run that sends it, for this long.
+SEND_LEASE_MS = 60_000
+
+
 @app.task(name="notifications.notify", base=NotificationTask, soft_time_limit=20, time_limit=30)
 def notify(user_id: str, event: str, params: dict[str, Any], key: str) -> int:
     database = db.database()
     user = database["users"].find_one({"_id": user_id})
     if user is None:
         return 0
-    planned = notifications.plan(database, user, event, params, key=key)
-    _send_when_due([(doc["_id"], doc["due_at_ms"]) for doc in planned])
+    planned = notifications.plan(database, user, event, params, key=key, lease_ms=SEND_LEASE_MS)
+    _send_planned(planned)
     return len(planned)
+
+
+def _send_planned(planned: list[notifications.Planned]) -> None:
+    """Send what is due now in this run (no message per notification); what is due later waits in the outbox.
+
+    A transient provider failure on one channel does not stop the others: it is raised once
+    they are tried, and the retry of this task sends what is still queued (`plan` returns it).
+    """
+    now = notifications.now_ms()
+    later = [(p.doc["_id"], p.doc["due_at_ms"]) for p in planned if p.doc["due_at_ms"] > now + 1000]
+    _send_when_due(later)
+    failed: notifications.SendFailed | None = None
+    for one in (p for p in planned if p.doc["due_at_ms"] <= now + 1000):
+        try:
+            _send(one)
+        except notifications.SendFailed as exc:
+            failed = failed or exc
+    if failed is not None:
+        raise failed
+
+
+def _send(planned: notifications.Planned) -> str:
+    database, cfg = db.database(), settings()
+    try:
+        outcome = notifications.send(
+            database, redis_conn.client(), planned, providers.provider_for(planned.doc["channel"], cfg),
+            per_recipient_per_hour=cfg.notify_per_recipient_per_hour,
+            per_provider_per_second=cfg.notify_per_provider_per_second, lease_ms=SEND_LEASE_MS,
+        )
+    except notifications.RateLimited as limited:
+        notifications.defer(database, planned.doc["_id"], limited.retry_at_ms)
+        _send_when_due([(planned.doc["_id"], limited.retry_at_ms)])
+        return "deferred"
+    if outcome.status == "busy":
+        # Leased by an earlier run of this trigger that died mid-send: try again once the lease is out.
+        raise notifications.SendFailed(f"notification {planned.doc['_id']} is leased by an earlier run")
+    return outcome.status
 
 
 def _send_when_due(sends: list[tuple[str, int]]) -> None:
@@ -44,22 +85,11 @@ def _send_when_due(sends: list[tuple[str, int]]) -> None:
 
 @app.task(name="notifications.deliver", base=NotificationTask, soft_time_limit=20, time_limit=30)
 def deliver(notification_id: str) -> str:
-    database = db.database()
-    doc = database[notifications.NOTIFICATIONS].find_one({"_id": notification_id}, {"channel": 1})
+    """A notification sent on its own: one that waited (quiet hours, a rate limit) or an operator's resend."""
+    doc = db.database()[notifications.NOTIFICATIONS].find_one({"_id": notification_id})
     if doc is None:
         return "missing"
-    cfg = settings()
-    try:
-        outcome = notifications.deliver(
-            database, redis_conn.client(), notification_id, providers.provider_for(doc["channel"], cfg),
-            per_recipient_per_hour=cfg.notify_per_recipient_per_hour,
-            per_provider_per_second=cfg.notify_per_provider_per_second,
-        )
-    except notifications.RateLimited as limited:
-        notifications.defer(database, notification_id, limited.retry_at_ms)
-        _send_when_due([(notification_id, limited.retry_at_ms)])
-        return "deferred"
-    return outcome.status
+    return _send(notifications.Planned(doc, leased=False))
 
 
 def trigger(user_id: str, event: str, params: dict[str, Any], key: str) -> None:

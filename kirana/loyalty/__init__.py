@@ -47,14 +47,22 @@ def sync_order(db: Database, lb: boards.Boards | None, order_id: str, rules: Rul
         result.entries += ledger.earn(db, lb, order, rules)
         for doc in achievements.evaluate(db, order["customer_id"], order_id=order_id):
             result.achievements.append((doc["_id"], doc["achievement"]))
+        if _mark_synced(db, order):
+            return result
         # Cancelled while we awarded: the cancel's own sync may have found nothing to reverse yet.
         order = orders.get(db, order_id)
     if order["status"] in GONE:
         result.entries += ledger.reverse(db, lb, order)
     result.status = order["status"]
-    db[collections.ORDERS].update_one({"_id": order_id, "status": order["status"]},
-                                      {"$set": {"loyalty_state": order["status"]}})
+    _mark_synced(db, order)
     return result
+
+
+def _mark_synced(db: Database, order: Mapping[str, Any]) -> bool:
+    """Record that loyalty is in step with the order's status; False when the status moved on meanwhile."""
+    marked = db[collections.ORDERS].update_one({"_id": order["_id"], "status": order["status"]},
+                                               {"$set": {"loyalty_state": order["status"]}})
+    return marked.matched_count == 1
 
 
 def unsynced(db: Database, *, since_ms: int, until_ms: int, limit: int) -> list[str]:

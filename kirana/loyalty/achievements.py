@@ -18,6 +18,7 @@ from typing import Any
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from kirana import catalog
 from kirana import db as collections
 from kirana.clock import now_ms, utcnow
 from kirana.loyalty.boards import IST
@@ -85,9 +86,7 @@ def history(db: Database, customer_id: str) -> list[Done]:
     orders = list(db[collections.ORDERS].find(
         {"customer_id": customer_id}, {"status": 1, "total_paise": 1, "store_id": 1, "lines": 1, "created_at_ms": 1}))
     orders = [o for o in orders if o["status"] in COUNTED]
-    ids = sorted({f"{o['store_id']}:{line['sku']}" for o in orders for line in o.get("lines", [])})
-    categories = {p["_id"]: p.get("category", "") for p in
-                  db[collections.PRODUCTS].find({"_id": {"$in": ids}}, {"category": 1})} if ids else {}
+    categories = catalog.line_categories(db, orders)
     return [Done(o["_id"], int(o["created_at_ms"]), int(o.get("total_paise") or 0),
                  frozenset(c for line in o.get("lines", [])
                            if (c := categories.get(f"{o['store_id']}:{line['sku']}")))) for o in orders]

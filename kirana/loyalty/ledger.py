@@ -29,6 +29,7 @@ from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from kirana import catalog
 from kirana import db as collections
 from kirana.clock import now_ms, utcnow
 from kirana.loyalty import rules as rules_mod
@@ -119,9 +120,9 @@ def confirmed_at_ms(db: Database, order: Mapping[str, Any]) -> int:
 
 
 def _categories(db: Database, order: Mapping[str, Any]) -> dict[str, str]:
-    ids = [f"{order['store_id']}:{line['sku']}" for line in order.get("lines", [])]
-    found = db[collections.PRODUCTS].find({"_id": {"$in": ids}}, {"sku": 1, "category": 1}) if ids else []
-    return {p["sku"]: p.get("category", "") for p in found}
+    by_product = catalog.line_categories(db, [order])
+    return {line["sku"]: category for line in order.get("lines", [])
+            if (category := by_product.get(f"{order['store_id']}:{line['sku']}")) is not None}
 
 
 def _is_first_order(db: Database, order: Mapping[str, Any]) -> bool:

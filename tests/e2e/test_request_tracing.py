@@ -56,8 +56,8 @@ def test_one_request_id_finds_every_task_of_the_order(stack, customer) -> None: 
     api_lines = eventually(lambda: _lines_with(run_dir, "api.log", rid), timeout=5, what="the API's request line")
     assert any(line.get("route") == "/api/v1/orders" and line.get("status") == 202 for line in api_lines), api_lines
 
-    # The confirmation's notification is delivered last; wait for its line.
-    wanted = {"orders.process", "notifications.notify", "notifications.deliver"}
+    # The confirmation's notification is planned and sent last, in its order_event task; wait for its line.
+    wanted = {"orders.process", "notifications.order_event", "leaderboards.sync_order"}
     deadline = time.monotonic() + 15
     while True:
         worker_lines = _lines_with(run_dir, "worker-*.log", rid)

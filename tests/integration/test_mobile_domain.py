@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kirana import analytics, carts, devices, fulfilment, orders, payments, sync
+from kirana import analytics, carts, catalog, devices, fulfilment, orders, payments, sync
 from kirana import db as collections
 from kirana.clock import now_ms
 from kirana.devices import Platform
@@ -192,7 +192,7 @@ def test_analytics_equal_a_recomputation_however_often_orders_are_replayed(datab
     updater = analytics.Updater(database, IST)
 
     for _ in range(3):  # replays change nothing
-        updater.resum(updater.update_order_ids(placed))
+        updater.resum(updater.update_orders(database[collections.ORDERS].find({"_id": {"$in": placed}})))
     while updater.scan(7)[1]:
         pass
     report = analytics.report(database, STORE, "2000-01-01", "2100-01-01")
@@ -211,3 +211,25 @@ def test_analytics_equal_a_recomputation_however_often_orders_are_replayed(datab
     assert {m: v["orders"] for m, v in report["payment_methods"].items()} == {
         m: sum(1 for o in sold if o["payment_method"] == m) for m in {o["payment_method"] for o in sold}}
     assert report["repeat_customer_rate"] == 1.0  # 8 customers, each bought more than once
+
+
+def test_an_order_keeps_the_category_it_was_sold_under_and_older_orders_read_their_products(database) -> None:  # type: ignore[no-untyped-def]
+    _shop(database, ATTA=10, DAL=10)
+    new = NewOrder("c1", STORE, (OrderItem("ATTA", 1), OrderItem("DAL", 1)), PaymentMethod.COD)
+    order = orders.place(database, new)[0]
+    fulfilment.process_order(database, order["_id"], lease_ms=60_000, pay_within_ms=60_000)
+    # The shop recategorises after the sale; an order from before lines kept their category.
+    database[collections.PRODUCTS].update_one({"_id": f"{STORE}:ATTA"}, {"$set": {"category": "flour"}})
+    sold = database[collections.ORDERS].find_one({"_id": order["_id"]})
+    older = {**sold, "_id": "ord_older", "lines": [{k: v for k, v in line.items() if k != "category"}
+                                                   for line in sold["lines"]]}
+
+    kept = catalog.line_categories(database, [sold])
+    read = catalog.line_categories(database, [older])
+
+    assert [line["category"] for line in sold["lines"]] == ["staples", "dairy"]
+    assert kept == {f"{STORE}:ATTA": "staples", f"{STORE}:DAL": "dairy"}
+    assert read == {f"{STORE}:ATTA": "flour", f"{STORE}:DAL": "dairy"}
+    analytics.Updater(database, IST).update_orders([sold])
+    contribution = database[analytics.STORE_ANALYTICS].find_one({"_id": f"order:{order['_id']}"})
+    assert {line["sku"]: line["category"] for line in contribution["lines"]} == {"ATTA": "staples", "DAL": "dairy"}

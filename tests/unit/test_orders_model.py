@@ -43,8 +43,8 @@ def test_a_fingerprint_tells_bodies_apart_and_is_stable() -> None:
 
 
 def test_a_line_is_priced_in_integer_paise_from_the_product() -> None:
-    line = price_line({"sku": "ATTA", "name": "Atta 5 kg", "price_paise": 27550}, 3)
-    assert line == {"sku": "ATTA", "name": "Atta 5 kg", "qty": 3, "unit_price_paise": 27550,
+    line = price_line({"sku": "ATTA", "name": "Atta 5 kg", "price_paise": 27550, "category": "staples"}, 3)
+    assert line == {"sku": "ATTA", "name": "Atta 5 kg", "qty": 3, "category": "staples", "unit_price_paise": 27550,
                     "line_total_paise": 82650}
 
 
