@@ -47,12 +47,30 @@ def request_indexing() -> str:
     The flag only saves messages: a lost flag or message is caught by the beat
     sweep, because the mark itself is stored with the product.
     """
-    try:
-        if not index.client().set(_pending_key(), "1", nx=True, ex=PENDING_TTL_S):
-            return "coalesced"
-    except redis.exceptions.RedisError:
-        pass  # no flag without Redis; enqueue (or outbox) anyway
+    if not _flag_pending():
+        return "coalesced"
     return reliability.enqueue(index_dirty, [])
+
+
+def carry_on(countdown: float) -> str:
+    """A run that left work behind sends the next one, unless a write already did (the same flag).
+
+    Sending it unflagged was a leak: every run under steady writes added one message to the
+    queue beside the one the next write sent, and `make soak` watched the search queue grow
+    to hundreds.
+    """
+    if not _flag_pending():
+        return "coalesced"
+    index_dirty.apply_async(countdown=countdown)
+    return "enqueued"
+
+
+def _flag_pending() -> bool:
+    """Set the indexer-pending flag; False when it was set already (a run is on its way)."""
+    try:
+        return bool(index.client().set(_pending_key(), "1", nx=True, ex=PENDING_TTL_S))
+    except redis.exceptions.RedisError:
+        return True  # no flag without Redis; enqueue (or outbox) anyway
 
 
 def _pending_key() -> str:
@@ -85,7 +103,7 @@ def index_dirty() -> dict[str, Any]:
             break
     if dirty.pending(database):
         # More than the budget, or a tombstone whose delete has not landed yet: carry on in a moment.
-        index_dirty.apply_async(countdown=0 if batch.full else 1)
+        carry_on(countdown=0 if batch.full else 1)
     return {"indexed": indexed, "removed": removed}
 
 

@@ -249,3 +249,31 @@ def test_a_build_that_died_half_way_is_cleaned_up_by_the_next(shelf: Database) -
     leftovers = list(index.client().scan_iter(match=f"{index.space(ix.root, dead)}*", count=1000))
     assert leftovers and all(0 < index.client().ttl(key) <= index.RETIRED_TTL_S for key in leftovers)
     assert _find(shelf, "ghee").total == 1
+
+
+def test_at_most_one_indexer_run_waits_in_the_queue_however_many_writes_and_carry_ons(
+        shelf: Database, monkeypatch, redis_server: str) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    from tasks import search as search_tasks
+    from tasks.queues import Queue
+
+    monkeypatch.setattr(collections, "database", lambda cfg=None: shelf)
+    r = redis.Redis.from_url(redis_server)
+
+    def waiting() -> int:
+        return sum(1 for raw in r.lrange(Queue.SEARCH.value, 0, -1) if b"search.index_dirty" in raw)
+
+    r.delete(search_tasks._pending_key())
+    before = waiting()
+    try:
+        sent = [search_tasks.request_indexing() for _ in range(5)]
+        carried = [search_tasks.carry_on(countdown=0) for _ in range(3)]  # runs that left work behind
+        assert sent == ["enqueued"] + ["coalesced"] * 4
+        assert carried == ["coalesced"] * 3
+        assert waiting() - before == 1
+    finally:
+        r.delete(search_tasks._pending_key())
+        for raw in r.lrange(Queue.SEARCH.value, 0, -1):
+            if b"search.index_dirty" in raw:
+                r.lrem(Queue.SEARCH.value, 0, raw)
