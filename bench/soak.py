@@ -292,7 +292,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> int:
                                      "cpu": sum(p.cpu_s for p in baseline.values())}
         while loader.is_alive():
             loader.join(timeout=max(0.0, args.sample_s - (time.monotonic() - started) % args.sample_s))
-            sample(time.monotonic() - started, since, runner.pid, data_dir, samples)
+            if loader.is_alive():  # the load's end is not a sample: its span would be a sliver
+                sample(time.monotonic() - started, since, runner.pid, data_dir, samples)
         last_submit = time.monotonic()
         drained_after = wait_drained(data_dir, last_submit, args.drain_s + 60)
         sample(time.monotonic() - started, since, runner.pid, data_dir, samples)
