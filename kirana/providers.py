@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import smtplib
 import socket
@@ -100,6 +101,11 @@ class ConsoleProvider:
 # -- email over SMTP -------------------------------------------------------------------------
 
 
+# Per thread (the notifications pool runs threads), per process (a forked child must not share
+# its parent's socket): the open connection to each relay, keyed (host, port, pid).
+_SMTP_KEPT = threading.local()
+
+
 @functools.cache
 def _local_hostname() -> str:
     """What we say in EHLO. smtplib would look it up (a DNS query) on every connection."""
@@ -160,33 +166,68 @@ class SmtpProvider:
         return delivery
 
     def _transmit(self, to: str, raw: bytes) -> Delivery:
-        smtp = smtplib.SMTP(local_hostname=self.local_hostname or _local_hostname(), timeout=self.timeout)
+        """One mail transaction, on this thread's open connection to the relay when it still answers.
+
+        Opening a connection per email (TCP, EHLO, QUIT) cost the notifications worker and the
+        relay more than the mail itself; a kept connection costs one NOOP to know it is alive, and
+        a dead one is replaced before anything of the message is sent, so nothing goes twice.
+        """
+        smtp = self._kept()
         try:
-            smtp.connect(self.host, self.port)
-            smtp.ehlo_or_helo_if_needed()
+            if smtp is None:
+                smtp = smtplib.SMTP(local_hostname=self.local_hostname or _local_hostname(), timeout=self.timeout)
+                smtp.connect(self.host, self.port)
+                smtp.ehlo_or_helo_if_needed()
             code, reply = smtp.mail(self.sender_address)
             if code != 250:
-                return self._reply(code, reply, "MAIL")
+                return self._finish(smtp, self._reply(code, reply, "MAIL"))
             code, reply = smtp.rcpt(to)
             if code not in (250, 251):
-                return self._reply(code, reply, "RCPT")
+                return self._finish(smtp, self._reply(code, reply, "RCPT"))
             code, reply = smtp.data(raw)
-            return self._reply(code, reply, "DATA")
+            return self._finish(smtp, self._reply(code, reply, "DATA"))
         except smtplib.SMTPResponseException as exc:
+            _quit(smtp)
             return self._reply(exc.smtp_code, exc.smtp_error, _stage(exc))
         except smtplib.SMTPServerDisconnected as exc:
+            _quit(smtp)
             if isinstance(exc.__context__, TimeoutError):  # smtplib reports a read timeout this way
                 return Delivery(ok=False, retryable=True, response=_clip(f"timeout after {self.timeout}s: {exc}"),
                                 provider=self.name)
             return Delivery(ok=False, retryable=True, response=_clip(f"disconnected: {exc}"), provider=self.name)
         except TimeoutError as exc:
+            _quit(smtp)
             return Delivery(ok=False, retryable=True, response=_clip(f"timeout after {self.timeout}s: {exc}"),
                             provider=self.name)
         except (OSError, smtplib.SMTPException) as exc:
+            _quit(smtp)
             return Delivery(ok=False, retryable=True, response=_clip(f"connection error: {type(exc).__name__}: {exc}"),
                             provider=self.name)
-        finally:
+
+    def _kept(self) -> smtplib.SMTP | None:
+        """This thread's connection to the relay, if it has one that answers a NOOP; else None."""
+        found = getattr(_SMTP_KEPT, "connections", {}).pop((self.host, self.port, os.getpid()), None)
+        if found is None:
+            return None
+        try:
+            if found.noop()[0] == 250:
+                return found
+        except (OSError, smtplib.SMTPException):
+            pass  # closed by the relay while idle: a new one
+        _quit(found)
+        return None
+
+    def _finish(self, smtp: smtplib.SMTP, delivery: Delivery) -> Delivery:
+        """Keep the connection for this thread's next email (reset after a refusal), or close it."""
+        try:
+            if not delivery.ok:
+                smtp.rset()
+            if not hasattr(_SMTP_KEPT, "connections"):
+                _SMTP_KEPT.connections = {}
+            _SMTP_KEPT.connections[(self.host, self.port, os.getpid())] = smtp
+        except (OSError, smtplib.SMTPException):
             _quit(smtp)
+        return delivery
 
     def _reply(self, code: int, reply: bytes | str, stage: str) -> Delivery:
         text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
@@ -210,8 +251,10 @@ def _stage(exc: smtplib.SMTPResponseException) -> str:
     return "reply"
 
 
-def _quit(smtp: smtplib.SMTP) -> None:
+def _quit(smtp: smtplib.SMTP | None) -> None:
     """Say goodbye if the connection is still up; what the server answers no longer matters."""
+    if smtp is None:
+        return
     try:
         if smtp.sock is not None:
             smtp.quit()

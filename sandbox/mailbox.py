@@ -122,7 +122,8 @@ class _Handler:
         if refused:
             return refused
         raw = envelope.original_content or b""
-        entry = self.box._store(raw, str(envelope.mail_from or ""), [str(r) for r in envelope.rcpt_tos])
+        entry = self.box._store(raw, str(envelope.mail_from or ""), [str(r) for r in envelope.rcpt_tos],
+                                peer=f"{session.peer[0]}:{session.peer[1]}" if session.peer else "")
         log.info("mail %s from %s to %s: %s", entry["id"], entry["mail_from"], ", ".join(entry["rcpt_tos"]),
                  entry["subject"])
         return f"250 OK queued as {entry['id']}"
@@ -219,6 +220,21 @@ class Mailbox:
             task.cancel()
         self._loop.stop()
 
+    def drop_sessions(self) -> None:
+        """Close every open SMTP session, as a relay does to idle clients; keep listening."""
+        if self._loop is None:
+            return
+        done = threading.Event()
+
+        def cancel() -> None:
+            for task in asyncio.all_tasks(self._loop):
+                if task is not asyncio.current_task():
+                    task.cancel()
+            done.set()
+
+        self._loop.call_soon_threadsafe(cancel)
+        done.wait(10)
+
     def __enter__(self) -> Mailbox:
         return self.start()
 
@@ -227,8 +243,9 @@ class Mailbox:
 
     # -- mail --------------------------------------------------------------------------------
 
-    def _store(self, raw: bytes, mail_from: str, rcpt_tos: list[str]) -> dict[str, Any]:
-        entry = parse(raw, mail_from, rcpt_tos)
+    def _store(self, raw: bytes, mail_from: str, rcpt_tos: list[str], *, peer: str = "") -> dict[str, Any]:
+        # `peer`: the client's address and port, which tell its connections apart.
+        entry = {**parse(raw, mail_from, rcpt_tos), "peer": peer}
         with self._lock:
             if len(self._messages) == self._messages.maxlen:
                 self._raw.pop(self._messages[0]["id"], None)

@@ -166,6 +166,24 @@ def test_smtp_4xx_is_transient_and_5xx_permanent(mailbox: Mailbox, code: int, at
     assert smtp(mailbox).send(email()).ok  # the fault is spent
 
 
+def test_smtp_sends_a_threads_emails_over_one_connection(mailbox: Mailbox) -> None:
+    provider = smtp(mailbox)
+    assert all(provider.send(email(f"ntf_keep{i}")).ok for i in range(3))
+    assert smtp(mailbox).send(email("ntf_keep3")).ok  # a provider built again: the same kept connection
+    mails = mailbox.wait_for("asha@example.in", count=4)
+    assert len({mail["peer"] for mail in mails}) == 1
+
+
+def test_smtp_replaces_a_connection_the_relay_closed_and_sends_once(mailbox: Mailbox) -> None:
+    provider = smtp(mailbox)
+    assert provider.send(email("ntf_before")).ok
+    mailbox.drop_sessions()  # the relay closes idle clients
+    assert provider.send(email("ntf_after")).ok
+    time.sleep(0.3)  # a duplicate would have arrived by now
+    mails = mailbox.wait_for("asha@example.in", count=2)
+    assert len(mails) == 2 and mails[0]["peer"] != mails[1]["peer"]
+
+
 def test_smtp_connection_refused_is_retryable() -> None:
     delivery = smtp(refused_port()).send(email())
     assert not delivery.ok and delivery.retryable
