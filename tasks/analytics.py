@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from kirana import analytics, db
 from kirana.config import settings
 from tasks.app import app
-from tasks.base import KiranaTask
+from tasks.base import KiranaTask, refresh_analytics_soon
 from tasks.reliability import run_once
 
 SOFT_LIMIT_S = 100
@@ -31,8 +31,8 @@ HARD_LIMIT_S = 120
 def _refresh_once() -> dict[str, Any]:
     cfg = settings()
     updater = analytics.Updater(db.database(), ZoneInfo(cfg.analytics_timezone))
-    scanned, more = updater.scan(cfg.analytics_batch)
-    return {"scanned": scanned, "more": more}
+    done = updater.scan(cfg.analytics_batch)
+    return {"scanned": done.orders, "more": done.more, "sum_due_in_ms": done.sum_due_in_ms}
 
 
 @app.task(name="analytics.refresh", base=KiranaTask, soft_time_limit=SOFT_LIMIT_S, time_limit=HARD_LIMIT_S)
@@ -42,4 +42,7 @@ def refresh(rounds_left: int = 20) -> dict[str, Any]:
         return outcome
     if outcome["more"] and rounds_left > 1:
         refresh.delay(rounds_left - 1)
+    elif outcome["sum_due_in_ms"] is not None:
+        # A day waits for its sum: one run then, unless a change has one on its way already.
+        refresh_analytics_soon(int(outcome["sum_due_in_ms"]))
     return outcome

@@ -96,6 +96,7 @@ def _count_delivery(task_id: str, retries: int, *, redelivered: bool) -> int:
 # once the changes it was sent for are older than the scan's lag (kirana.analytics.SCAN_LAG_MS),
 # so its one scan finds them: each changed order is read and summed once, in a batch.
 ANALYTICS_DEBOUNCE_MS = 3000
+ANALYTICS_SOON = "kirana:analytics:soon"
 
 
 def publish_order_update(order_id: str, message: dict[str, object]) -> None:
@@ -116,16 +117,23 @@ def publish_order_updates(order_id: str, messages: list[dict[str, object]]) -> N
         pipe = r.pipeline(transaction=False)
         for message in messages:
             pipe.publish(f"kirana:order:{order_id}", json.dumps(message))
-        pipe.set("kirana:analytics:soon", "1", nx=True, px=ANALYTICS_DEBOUNCE_MS)
+        pipe.set(ANALYTICS_SOON, "1", nx=True, px=ANALYTICS_DEBOUNCE_MS)
         if pipe.execute()[-1]:
-            _refresh_analytics_soon()
+            _send_analytics_refresh(ANALYTICS_DEBOUNCE_MS + SCAN_LAG_MS)
 
 
-def _refresh_analytics_soon() -> None:
+def refresh_analytics_soon(delay_ms: int) -> None:
+    """One analytics refresh in `delay_ms`, unless one is on its way (the same flag as a change's)."""
+    with contextlib.suppress(redis.exceptions.RedisError):
+        if redis_conn.client().set(ANALYTICS_SOON, "1", nx=True, px=max(1, delay_ms)):
+            _send_analytics_refresh(delay_ms)
+
+
+def _send_analytics_refresh(delay_ms: int) -> None:
     from tasks.app import app
 
     with contextlib.suppress(redis.exceptions.RedisError, kombu.exceptions.OperationalError):
-        app.send_task("analytics.refresh", countdown=(ANALYTICS_DEBOUNCE_MS + SCAN_LAG_MS) / 1000)
+        app.send_task("analytics.refresh", countdown=delay_ms / 1000)
 
 
 __all__ = ["TRANSIENT", "KiranaTask", "dead_letters", "publish_order_update", "publish_order_updates"]

@@ -189,11 +189,11 @@ def test_analytics_equal_a_recomputation_however_often_orders_are_replayed(datab
         order = orders.place(database, new)[0]
         fulfilment.process_order(database, order["_id"], lease_ms=60_000, pay_within_ms=60_000)
         placed.append(order["_id"])
-    updater = analytics.Updater(database, IST)
+    updater = analytics.Updater(database, IST, resum_every_ms=0)
 
     for _ in range(3):  # replays change nothing
         updater.resum(updater.update_orders(database[collections.ORDERS].find({"_id": {"$in": placed}})))
-    while updater.scan(7)[1]:
+    while updater.scan(7).more:
         pass
     report = analytics.report(database, STORE, "2000-01-01", "2100-01-01")
 
@@ -233,3 +233,35 @@ def test_an_order_keeps_the_category_it_was_sold_under_and_older_orders_read_the
     analytics.Updater(database, IST).update_orders([sold])
     contribution = database[analytics.STORE_ANALYTICS].find_one({"_id": f"order:{order['_id']}"})
     assert {line["sku"]: line["category"] for line in contribution["lines"]} == {"ATTA": "staples", "DAL": "dairy"}
+
+
+def test_a_stores_day_is_summed_at_most_once_per_interval_and_the_mark_outlives_the_run(database) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    _shop(database, ATTA=100)
+    updater = analytics.Updater(database, IST, resum_every_ms=60_000)
+
+    def place(n: int) -> None:
+        for i in range(n):
+            order = orders.place(database, NewOrder(f"c{i}", STORE, (OrderItem("ATTA", 1),), PaymentMethod.COD))[0]
+            fulfilment.process_order(database, order["_id"], lease_ms=60_000, pay_within_ms=60_000)
+        time.sleep(analytics.SCAN_LAG_MS / 1000 + 0.1)  # older than the scan's lag
+
+    def summed() -> int:
+        return analytics.report(database, STORE, "2000-01-01", "2100-01-01")["orders"]
+
+    place(2)
+    first = updater.scan(100)
+    place(3)
+    second = analytics.Updater(database, IST, resum_every_ms=60_000).scan(100)  # another run: the mark is stored
+    after_first, after_second = 2, summed()
+    cursor = database[analytics.STORE_ANALYTICS].find_one({"_id": analytics.CURSOR_ID})
+    database[analytics.STORE_ANALYTICS].update_one(  # a minute passes
+        {"_id": analytics.CURSOR_ID}, {"$set": {"days": [{**d, "summed_at_ms": 0} for d in cursor["days"]]}})
+    third = analytics.Updater(database, IST, resum_every_ms=60_000).scan(100)
+
+    assert (first.orders, first.sum_due_in_ms) == (2, None)  # the day's first sum is not held back
+    assert second.orders == 3 and 0 < (second.sum_due_in_ms or 0) <= 60_000
+    assert after_second == after_first  # summed again only when due
+    assert (third.orders, third.sum_due_in_ms) == (0, None)
+    assert summed() == 5
