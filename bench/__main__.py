@@ -1,6 +1,6 @@
 """`python -m bench [--only orders|webhooks|sockets|search|backups|loyalty|all] [--orders N] [--webhooks N]
 [--sockets N] [--backup-docs N] [--disk-mb M] [--awards N] [--ledger N] [--ledger-customers N]
-[--concurrency C] [--rate R] [--warmup W]`.
+[--concurrency C] [--rate R] [--rates R1,R2,.. [--rate-seconds S]] [--warmup W]`.
 
 What `make bench` runs (BENCH_ARGS="--only webhooks" passes flags).
 """
@@ -81,6 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=None,
                         help="offer the orders and the bare route at this many requests/s (an open loop: "
                         "--orders 6000 --rate 100 is 60 s at 100/s) instead of as fast as they are answered")
+    parser.add_argument("--rates", type=lambda raw: tuple(float(r) for r in raw.split(",")), default=(),
+                        help="with --only orders: instead of the orders and bare phases, offer cash orders at each "
+                        "of these rates in turn (e.g. 10,20,30,40) for --rate-seconds each, and print "
+                        "submit->confirmed p50/p99 per rate and the highest rate whose p99 stays <= 250 ms")
+    parser.add_argument("--rate-seconds", type=float, default=60.0, help="seconds per rate of --rates (60)")
     parser.add_argument("--client", choices=("requests", "http", "raw"), default=None,
                         help="the load generator's keep-alive connections in every phase: requests.Session or bare "
                         "http.client per thread, or raw asyncio connections on one thread (per request ~2, ~0.2 and "
@@ -131,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                            webhooks_worker=args.webhooks_worker,
                            breakdown=args.breakdown, client=args.client, sockets=args.sockets,
                            searches=args.searches, search_catalog=args.search_catalog, update_rate=args.update_rate,
-                           update_seconds=args.update_seconds, rate=args.rate)
+                           update_seconds=args.update_seconds, rate=args.rate,
+                           rates=args.rates, rate_seconds=args.rate_seconds)
             failed = run(opts, tmp, redis_port, mongo_port, stop)
         if args.only == "all":
             print(flush=True)

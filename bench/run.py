@@ -74,6 +74,9 @@ class Options:
     update_seconds: float = 10.0
     # Orders and bare route at this fixed rate (requests/s, an open loop) instead of as fast as they go.
     rate: float | None = None
+    # Instead of the orders and bare phases: each of these rates in turn, `rate_seconds` each.
+    rates: tuple[float, ...] = ()
+    rate_seconds: float = 60.0
 
     def client_for(self, phase: str) -> str:
         return self.client or ("raw" if phase == "webhooks" else "requests")
@@ -397,7 +400,9 @@ def bare_phase(opts: Options, up: Running, client: Client, warm: list[bytes], bo
 
 
 def run_orders(opts: Options, up: Running, clients: list[Client], stop: threading.Event) -> bool:
-    """The orders and bare phases and their table; True when something failed."""
+    """The orders and bare phases and their table (or the rate ladder); True when something failed."""
+    if opts.rates:
+        return run_ladder(opts, up, clients, stop)
     rng = random.Random(opts.seed)
     warm = order_bodies(opts.warmup, STORE_ID, up.skus, rng)
     bodies = order_bodies(opts.orders, STORE_ID, up.skus, rng)
@@ -416,6 +421,41 @@ def run_orders(opts: Options, up: Running, clients: list[Client], stop: threadin
     print(flush=True)
     print(count_round_trips(up, conf), flush=True)
     return orders.ok < orders.sent or bare.ok < bare.sent or conf.unfinished > 0
+
+
+# Issue 19: submit->confirmed p99 at 30 orders/s for 60 s on the embedded stack.
+LADDER_GOAL_P99_MS = 250.0
+
+
+def run_ladder(opts: Options, up: Running, clients: list[Client], stop: threading.Event) -> bool:
+    """Cash orders at each of `opts.rates` for `opts.rate_seconds` (an open loop), one orders worker;
+    submit->confirmed p50/p99 at each, and the highest rate whose p99 stays within the goal."""
+    rng = random.Random(opts.seed)
+    headers = customer_headers(up)
+    rows, best, failed = [], None, False
+    for rate in opts.rates:
+        bodies = order_bodies(max(1, int(rate * opts.rate_seconds)), STORE_ID, up.skus, rng)
+        clients.append(Client(opts.concurrency, stop, opts.client_for("orders")))
+        log(f"ladder: {len(bodies)} orders at {rate:g}/s")
+        phase = clients[-1].run(up.orders_url, bodies, headers=[headers] * len(bodies), rate=rate)
+        wait_drained(up.cfg, up.database)
+        conf = confirmation(up.database, [_order_id(loc) for loc in phase.locations])
+        p99 = percentile(conf.latencies_ms, 99)
+        lost = phase.sent - phase.ok + conf.unfinished
+        ok = lost == 0 and p99 <= LADDER_GOAL_P99_MS
+        best = rate if ok and (best is None or rate > best) else best
+        failed |= lost > 0
+        rows.append(f"{rate:8g} {phase.ok:9d} {percentile(conf.latencies_ms, 50):12.0f} {p99:12.0f} {lost:5d}  "
+                    + ("within" if ok else "over"))
+    head = (f"{'orders/s':>8} {'accepted':>9} {'p50 ms':>12} {'p99 ms':>12} {'lost':>5}  "
+            f"p99 <= {LADDER_GOAL_P99_MS:g} ms")
+    pool = BY_NAME[POOL]
+    print(f"submit->confirmed, {opts.rate_seconds:g} s per rate, one orders worker "
+          f"({pool.pool} -c {pool.env_concurrency()}), no follow-up pools")
+    print("\n".join([head, *rows]))
+    print(f"highest rate with p99 <= {LADDER_GOAL_P99_MS:g} ms and none lost: "
+          + (f"{best:g} orders/s" if best is not None else "none of those tried"), flush=True)
+    return failed
 
 
 def count_round_trips(up: Running, conf: Confirmation) -> str:
