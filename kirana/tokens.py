@@ -49,6 +49,11 @@ def _hash(refresh_token: str) -> str:
     return hashlib.sha256(refresh_token.encode()).hexdigest()
 
 
+def is_hash(stored: object) -> bool:
+    """Whether a stored refresh value is a hash (64 hex digits), not a token kept in clear."""
+    return isinstance(stored, str) and len(stored) == 64 and all(c in "0123456789abcdef" for c in stored)
+
+
 def _access(user: User, session_id: str, two_factor: bool, *, secret: str, ttl_s: int, now: float) -> str:
     claims = {
         "sub": user.id, "sid": session_id, "role": str(user.role), "store_id": user.store_id,
@@ -95,7 +100,10 @@ def refresh(db: Database, refresh_token: str, load_user: Any, *, secret: str, ac
     new = secrets.token_urlsafe(32)
     session = db[SESSIONS].find_one_and_update(
         {"refresh_hash": old, "revoked_at_ms": {"$exists": False}, "expires_at_ms": {"$gt": int(now * 1000)}},
-        {"$set": {"refresh_hash": new, "previous_hash": old, "updated_at_ms": now_ms()}},
+        # The hash of the new token, never the token: the next refresh looks it up by its hash
+        # (storing the token itself ended every session at its second refresh), and the
+        # database must hold nothing a client could present.
+        {"$set": {"refresh_hash": _hash(new), "previous_hash": old, "updated_at_ms": now_ms()}},
         return_document=ReturnDocument.AFTER,
     )
     if session is None:

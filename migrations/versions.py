@@ -19,6 +19,7 @@ from typing import Any
 
 from pymongo.database import Database
 
+from kirana.clock import now_ms
 from migrations.backfill import PROGRESS, Context, backfill
 from migrations.steps import Step, index
 
@@ -83,6 +84,32 @@ def _order_history_down(db: Database, ctx: Context) -> None:
 _SEQ = {"accepted": 0, "processing": 1, "reserved": 2, "awaiting_payment": 3, "payment_failed": 4,
         "confirmed": 5, "rejected": 5, "expired": 6, "cancelled": 6, "refund_pending": 7, "refunded": 8,
         "out_for_delivery": 7, "delivered": 8}
+
+
+def _sessions_stored_in_clear(db: Database, ctx: Context) -> None:
+    # Before v11's code, a session's refresh token was stored in clear after its first refresh
+    # (and the next refresh failed). Such a session is ended: its holder logs in again, and the
+    # database keeps no value a client could present. Ending a session cannot be rolled back,
+    # and needs no roll back: down leaves them ended.
+    ended = 0
+    for session in list(db["sessions"].find({"revoked_at_ms": {"$exists": False}}, {"refresh_hash": 1})):
+        stored = session.get("refresh_hash")
+        # A hash is 64 hex digits (sha256); a token is 43 URL-safe characters. Frozen here, not
+        # kirana.tokens's check: a step's code must not change after it ran somewhere.
+        if not (isinstance(stored, str) and len(stored) == 64 and set(stored) <= set("0123456789abcdef")):
+            done = db["sessions"].update_one({"_id": session["_id"], "revoked_at_ms": {"$exists": False}},
+                                             {"$set": {"revoked_at_ms": now_ms(), "refresh_hash": "",
+                                                       "revoked_reason": "refresh token stored in clear"}})
+            ended += done.modified_count
+    ctx.log(f"sessions: {ended} ended whose refresh token was stored in clear")
+
+
+def _sessions_stored_in_clear_down(db: Database, ctx: Context) -> None:
+    # The code before v11 reads hashed sessions as v11 writes them (its bug was in writing), so a
+    # roll back has no data to change; the sessions v11 ended stay ended (reopening one would
+    # reopen a token stored in clear).
+    ctx.log("sessions: nothing to undo; the sessions v11 ended stay ended")
+
 
 
 STEPS: list[Step] = [
@@ -169,7 +196,10 @@ STEPS: list[Step] = [
     Step(10, "orders: each order's events (history) and follow-ups (intents) in the order, written with its status",
          indexes=(index("orders", "intents_at_ms"),),
          data_up=_order_history, data_down=_order_history_down),
+    Step(11, "sessions: end those whose refresh token was stored in clear",
+         data_up=_sessions_stored_in_clear, data_down=_sessions_stored_in_clear_down),
 ]
+
 
 HEAD = STEPS[-1].version
 BY_VERSION = {step.version: step for step in STEPS}

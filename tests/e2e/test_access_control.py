@@ -128,6 +128,21 @@ def test_refresh_rotates_and_a_reused_refresh_token_ends_the_session(stack, cust
                         headers={"Authorization": f"Bearer {fresh['access_token']}"}).status_code == 401
 
 
+def test_a_session_survives_many_refreshes_in_a_row_and_the_store_keeps_no_token_a_client_holds(
+        stack, customer) -> None:  # type: ignore[no-untyped-def]
+    held = [customer.tokens["refresh_token"]]
+    for _ in range(6):  # an app refreshing its 15-minute access token for an hour and a half
+        resp = requests.post(stack.url("/api/v1/auth/refresh"), json={"refresh_token": held[-1]}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        held.append(resp.json()["refresh_token"])
+        assert requests.get(stack.url("/api/v1/auth/me"), timeout=10, headers={
+            "Authorization": f"Bearer {resp.json()['access_token']}"}).status_code == 200
+
+    stored = {value for session in stack.db["sessions"].find({"user_id": customer.user_id})
+              for value in session.values() if isinstance(value, str)}
+    assert stored.isdisjoint(held)
+
+
 def test_a_password_change_revokes_every_session(stack, customer) -> None:  # type: ignore[no-untyped-def]
     other = requests.post(stack.url("/api/v1/auth/login"), json={"email": customer.email, "password": PASSWORD},
                           timeout=10).json()

@@ -83,6 +83,20 @@ def test_refresh_rotates_and_reuse_of_an_old_refresh_token_ends_the_session(data
         tokens.authenticate(database, rotated.access_token, secret=SECRET)
 
 
+def test_every_rotation_stores_only_the_new_tokens_hash_so_the_next_refresh_finds_it(database) -> None:  # type: ignore[no-untyped-def]
+    user = accounts.register(database, "rr@example.in", "a long passphrase")
+    issued = _open(database, user)
+    held = [issued.refresh_token]
+
+    for _ in range(5):
+        held.append(tokens.refresh(database, held[-1], lambda uid: accounts.get(database, uid), secret=SECRET,
+                                   access_ttl_s=60).refresh_token)
+
+    session = database["sessions"].find_one({"_id": issued.session_id})
+    assert tokens.is_hash(session["refresh_hash"]) and tokens.is_hash(session["previous_hash"])
+    assert not set(held) & {v for v in session.values() if isinstance(v, str)}
+
+
 def test_revoke_all_ends_every_session_of_a_user(database) -> None:  # type: ignore[no-untyped-def]
     user = accounts.register(database, "a@example.in", "a long passphrase")
     sessions = [_open(database, user) for _ in range(3)]

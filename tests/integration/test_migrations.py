@@ -260,7 +260,7 @@ def test_v10_moves_each_orders_events_into_the_order_and_rolls_back_without_loss
     ])
     archive = list(bare["order_events"].find({}).sort("_id", 1))
 
-    assert _runner(bare).up() == [10]
+    assert _runner(bare).up(to=10) == [10]
 
     cash = bare["orders"].find_one({"_id": "ord_cash"})
     assert [(e["status"], e["at_ms"]) for e in orders.history(cash)] == [
@@ -281,6 +281,30 @@ def test_v10_moves_each_orders_events_into_the_order_and_rolls_back_without_loss
     assert back["ord_cash:out_for_delivery"]["order_id"] == "ord_cash"
     assert back["ord_upi:reserved:2"] == next(e for e in archive if e["_id"] == "ord_upi:reserved:2")
 
-    assert _runner(bare).up() == [10]
+    assert _runner(bare).up(to=10) == [10]
     again = bare["orders"].find_one({"_id": "ord_cash"})
     assert [e["status"] for e in orders.history(again)] == ["accepted", "processing", "confirmed", "out_for_delivery"]
+
+
+def test_v11_ends_the_sessions_whose_refresh_token_was_stored_in_clear(bare: Database) -> None:
+    from kirana import tokens
+
+    _runner(bare).up(to=10)
+    hashed = tokens._hash("a token the client holds")
+    bare["sessions"].insert_many([
+        {"_id": "ses_hashed", "user_id": "u1", "refresh_hash": hashed, "expires_at_ms": 2**40},
+        # What the refresh of before v11 stored: the client's next token itself.
+        {"_id": "ses_clear", "user_id": "u2", "refresh_hash": "Zl3xq0n2u9m1v8w7e6r5t4y3u2i1o0p9a8s7d6f5g4h",
+         "previous_hash": hashed, "expires_at_ms": 2**40},
+        {"_id": "ses_ended", "user_id": "u3", "refresh_hash": "plain", "revoked_at_ms": 5, "expires_at_ms": 2**40},
+    ])
+
+    assert _runner(bare).up() == [11]
+
+    found = {s["_id"]: s for s in bare["sessions"].find({})}
+    assert "revoked_at_ms" not in found["ses_hashed"] and found["ses_hashed"]["refresh_hash"] == hashed
+    assert found["ses_clear"]["revoked_at_ms"] > 0 and found["ses_clear"]["refresh_hash"] == ""
+    assert found["ses_ended"]["revoked_at_ms"] == 5
+    assert runner.validate(bare) == []
+    assert _runner(bare).down(to=10) == [11]  # nothing to undo: ended sessions stay ended
+    assert bare["sessions"].find_one({"_id": "ses_clear"})["revoked_at_ms"] > 0
