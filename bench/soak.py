@@ -388,10 +388,14 @@ def _grows(lengths: list[int]) -> bool:
     return min(lengths[-third:]) > max(*lengths[:third], 50)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data_dir = Path(tempfile.mkdtemp(prefix="kirana-soak-"))
-    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _terminate)  # `timeout` or a supervisor: stop the stack as Ctrl-C does
     try:
         return run(args, data_dir)
     except KeyboardInterrupt:
