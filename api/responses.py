@@ -34,6 +34,8 @@ class ItemOut(_Out):
 class LineOut(_Out):
     sku: str
     name: str
+    # As the catalog had it at the sale; absent on orders priced before lines kept it.
+    category: str | None = None
     qty: int
     unit_price_paise: int
     line_total_paise: int

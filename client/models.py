@@ -59,6 +59,8 @@ class ItemOut(_Model):
 class LineOut(_Model):
     sku: str
     name: str
+    # As the catalog had it at the sale; absent on orders priced before lines kept it.
+    category: str | None = None
     qty: int
     unit_price_paise: int
     line_total_paise: int

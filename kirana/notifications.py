@@ -3,10 +3,11 @@
 `plan` turns an event for a user into one notification per channel, from
 the user's preferences (channels, language, quiet hours), rendered from the
 event's template. Its id comes from the trigger's key and the channel, so a
-trigger that runs twice plans nothing new. `deliver` sends one notification
-through its provider under a lease, records every attempt in an insert-only
-log, and leaves the notification sent, failed (4xx: will not work by trying
-again) or queued for a retry (5xx, timeouts).
+trigger that runs twice plans nothing new. `send` sends one notification
+through its provider under a lease (the one its insert took, or its own),
+records every attempt in an insert-only log, and leaves the notification
+sent, failed (4xx: will not work by trying again) or queued for a retry
+(5xx, timeouts).
 """
 
 from __future__ import annotations
@@ -195,16 +196,6 @@ def _check_rates(r: redis.Redis, doc: Mapping[str, Any], provider: str, *, per_r
 class Outcome:
     status: str  # sent | failed | already_<status> | not_due | busy
     delivery: Delivery | None = None
-
-
-def deliver(db: Database, r: redis.Redis, nid: str, provider: Provider, *, per_recipient_per_hour: int,
-            per_provider_per_second: int, lease_ms: int = 60_000) -> Outcome:
-    """Send a stored notification by id (a deferred one, a retry, an operator's resend)."""
-    doc = db[NOTIFICATIONS].find_one({"_id": nid})
-    if doc is None:
-        return Outcome("missing")
-    return send(db, r, Planned(doc, leased=False), provider, per_recipient_per_hour=per_recipient_per_hour,
-                per_provider_per_second=per_provider_per_second, lease_ms=lease_ms)
 
 
 def send(db: Database, r: redis.Redis, planned: Planned, provider: Provider, *, per_recipient_per_hour: int,
