@@ -41,7 +41,7 @@ from pymongo.database import Database
 from kirana import db as collections
 from kirana import seed
 from kirana.clock import now_ms
-from kirana.config import settings
+from kirana.config import Settings, settings
 from stack import servers
 from stack.commands import api_command, outbox_relay_command, sandbox_command, sandbox_env
 from tasks.queues import ROUTES, Queue
@@ -65,6 +65,10 @@ CHILD_ENV = {
     # Used only when a case acts as beat (wait_final's sweeps): orders unfinished for 5 s are re-enqueued.
     "STUCK_ORDER_AFTER_S": "5",
     "PAYMENT_RECONCILE_AFTER_S": "1",
+    # Production's retry budget, not the suite's quick 3 (tests/conftest.py): a case injects a real
+    # outage, and with full jitter three quick retries of 2 s each can all land inside a 5 s one
+    # (a capture was dead-lettered that way in CI on 2026-12-03).
+    "TASK_MAX_RETRIES": str(Settings().task_max_retries),
 }
 
 
