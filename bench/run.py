@@ -33,7 +33,7 @@ from kirana.config import ROOT, Settings, settings
 from kirana.orders import Status
 from stack import servers
 from stack.commands import api_command, sandbox_command, sandbox_env, ws_command
-from tasks.queues import Queue
+from tasks.queues import Queue, unacked_key
 from workers.pools import BY_NAME, worker_command
 
 STORE_ID = seed.STORES[0]["_id"]
@@ -46,7 +46,6 @@ WORKER_START_TIMEOUT_S = 60.0
 TERMINAL_TIMEOUT_S = 120.0
 _OPEN = [str(Status.ACCEPTED), str(Status.PROCESSING)]
 # kombu's Redis transport keeps delivered, not yet acked messages in this hash.
-UNACKED_KEY = "unacked"
 
 
 @dataclass(frozen=True)
@@ -159,7 +158,7 @@ def wait_drained(cfg: Settings, database: Database, timeout: float = TERMINAL_TI
     while time.monotonic() < deadline:
         pipe = r.pipeline(transaction=False)
         pipe.llen(Queue.ORDERS.value)
-        pipe.hlen(UNACKED_KEY)
+        pipe.hlen(unacked_key(Queue.ORDERS))
         queued, unacked = pipe.execute()
         if queued or unacked:
             time.sleep(0.1)

@@ -11,7 +11,7 @@ due at start + i/rate whatever the answers, so a stack that falls behind shows i
 Every --sample-s it prints each queue's length (and the unacked messages), the orders
 final so far, MongoDB commands/s by collection, and the CPU the stack's processes used.
 At the end: accepted, errors, how many orders were final with every follow-up done (every
-queue and the unacked hash empty, no intent left unsent) within --drain-s of the last
+queue and the unacked hashes empty, no intent left unsent) within --drain-s of the last
 submit, submit->confirmed p50/p99, MongoDB commands per order with the follow-ups, and the
 RSS growth of each kind of process. Each figure is printed beside the goal of issue 19.
 """
@@ -39,6 +39,7 @@ from pymongo.database import Database
 
 from bench.load import Phase
 from stack import servers
+from stack.commands import isolated_env
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_RATE = 30.0
@@ -138,16 +139,25 @@ class Samples:
     kinds: dict[int, str] = field(default_factory=dict)
 
 
-def sample(at_s: float, since: dict[str, object], stack_pid: int, data_dir: Path, samples: Samples) -> None:
-    from kirana import command_counts, db, redis_conn
-    from tasks.queues import Queue
+def backlog() -> tuple[list[int], int]:
+    """Each queue's waiting messages (in `Queue` order), and the messages workers hold unacked."""
+    from kirana import redis_conn
+    from tasks.queues import Queue, unacked_key
 
-    r = redis_conn.client()
-    pipe = r.pipeline(transaction=False)
+    pipe = redis_conn.client().pipeline(transaction=False)
     for queue in Queue:
         pipe.llen(queue.value)
-    pipe.hlen("unacked")
-    *lengths, unacked = pipe.execute()
+    for queue in Queue:
+        pipe.hlen(unacked_key(queue))
+    found = [int(n) for n in pipe.execute()]
+    return found[:len(Queue)], sum(found[len(Queue):])
+
+
+def sample(at_s: float, since: dict[str, object], stack_pid: int, data_dir: Path, samples: Samples) -> None:
+    from kirana import command_counts, db
+    from tasks.queues import Queue
+
+    lengths, unacked = backlog()
     counts = command_counts.read(data_dir)
     procs = processes(stack_pid)
     samples.kinds.update({pid: proc.kind for pid, proc in procs.items()})
@@ -174,16 +184,11 @@ def sample(at_s: float, since: dict[str, object], stack_pid: int, data_dir: Path
 
 
 def drained(data_dir: Path) -> bool:
-    """Every queue and the unacked hash empty, no order open or holding an unsent intent."""
-    from kirana import db, redis_conn
-    from tasks.queues import Queue
+    """Every queue and the unacked hashes empty, no order open or holding an unsent intent."""
+    from kirana import db
 
-    r = redis_conn.client()
-    pipe = r.pipeline(transaction=False)
-    for queue in Queue:
-        pipe.llen(queue.value)
-    pipe.hlen("unacked")
-    if any(pipe.execute()):
+    lengths, unacked = backlog()
+    if any(lengths) or unacked:
         return False
     orders = db.database()[db.ORDERS]
     # Indexed equality and range reads (nx-27017 would scan for `$nin` or `$exists`).
@@ -213,19 +218,8 @@ def _by_kind(now: dict[int, Counter[str]], before: dict[int, Counter[str]],
 # --- the run -----------------------------------------------------------------------------------------------------
 
 def _stack_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
-    ports = {name: servers.free_port() for name in ("redis", "mongo", "api", "ws", "flower", "razorpay",
-                                                     "messaging", "smtp", "mailbox", "exporter")}
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "MONGO_URL", "MONGO_DB", "RAZORPAY_BASE_URL"}}
-    env.update({
-        "KIRANA_STACK_REDIS_PORT": str(ports["redis"]), "KIRANA_STACK_MONGO_PORT": str(ports["mongo"]),
-        "KIRANA_STACK_RAZORPAY_PORT": str(ports["razorpay"]),
-        "SMS_BASE_URL": f"http://127.0.0.1:{ports['messaging']}",
-        "PUSH_BASE_URL": f"http://127.0.0.1:{ports['messaging']}",
-        "SMTP_PORT": str(ports["smtp"]), "KIRANA_STACK_MAILBOX_HTTP_PORT": str(ports["mailbox"]),
-        "API_PORT": str(ports["api"]), "WS_PORT": str(ports["ws"]), "FLOWER_PORT": str(ports["flower"]),
-        "EXPORTER_PORT": str(ports["exporter"]), "KIRANA_DATA_DIR": str(data_dir), "MONGO_COMMAND_COUNTS": "1",
-    })
-    return env, ports
+    env, ports = isolated_env(data_dir)
+    return {**env, "MONGO_COMMAND_COUNTS": "1"}, ports
 
 
 def _customers(base: str, n: int) -> list[dict[str, str]]:

@@ -61,6 +61,11 @@ def queue_of(task_name: str) -> Queue | None:
     return Queue(prefix) if prefix in {q.value for q in Queue} else None
 
 
+def unacked_key(queue: Queue) -> str:
+    """The hash of `queue`'s messages taken by a worker and not yet acked (per queue: see below)."""
+    return f"unacked:{queue.value}"
+
+
 def transport_options(queue: Queue, *, socket_timeout_s: float) -> dict[str, object]:
     """Broker transport options for a worker of `queue`'s pool.
 
@@ -72,7 +77,7 @@ def transport_options(queue: Queue, *, socket_timeout_s: float) -> dict[str, obj
     delivery = DELIVERY[queue]
     return {
         "visibility_timeout": delivery.visibility_timeout_s,
-        "unacked_key": f"unacked:{queue.value}",
+        "unacked_key": unacked_key(queue),
         "unacked_index_key": f"unacked_index:{queue.value}",
         "unacked_mutex_key": f"unacked_mutex:{queue.value}",
         "unacked_restore_interval": RESTORE_INTERVAL_S,
