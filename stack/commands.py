@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from kirana.config import Settings
+from stack import servers
 
 
 def _bin(name: str) -> str:
@@ -127,3 +129,24 @@ def exporter_command(cfg: Settings, *, python: str | Path = EXPORTER_PYTHON) -> 
         "--worker-timeout", "30",
         "--log-level", "WARNING",
     ]
+
+
+def isolated_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """The environment for a `python -m stack run` of its own: free ports, `data_dir`, its own servers.
+
+    For runs beside another stack (the e2e test of the runner, `make soak`). Returns the
+    environment and the ports, by name.
+    """
+    ports = {name: servers.free_port() for name in ("redis", "mongo", "api", "ws", "flower", "razorpay", "messaging",
+                                                     "smtp", "mailbox", "exporter")}
+    # Set, these would make the runner use those servers instead of starting its own.
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "MONGO_URL", "MONGO_DB", "RAZORPAY_BASE_URL"}}
+    env.update({
+        "KIRANA_STACK_REDIS_PORT": str(ports["redis"]), "KIRANA_STACK_MONGO_PORT": str(ports["mongo"]),
+        "KIRANA_STACK_RAZORPAY_PORT": str(ports["razorpay"]),
+        "SMS_BASE_URL": f"http://127.0.0.1:{ports['messaging']}", "PUSH_BASE_URL": f"http://127.0.0.1:{ports['messaging']}",
+        "SMTP_PORT": str(ports["smtp"]), "KIRANA_STACK_MAILBOX_HTTP_PORT": str(ports["mailbox"]),
+        "API_PORT": str(ports["api"]), "WS_PORT": str(ports["ws"]), "FLOWER_PORT": str(ports["flower"]),
+        "EXPORTER_PORT": str(ports["exporter"]), "KIRANA_DATA_DIR": str(data_dir),
+    })
+    return env, ports

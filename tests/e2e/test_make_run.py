@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 import requests
 
 from stack import servers
-from stack.commands import EXPORTER_PYTHON
+from stack.commands import EXPORTER_PYTHON, isolated_env
 from workers.pools import POOLS
 
 pytestmark = pytest.mark.e2e
@@ -22,17 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_runner_starts_everything_serves_an_order_and_stops_everything(tmp_path: Path) -> None:
-    ports = {name: servers.free_port() for name in ("redis", "mongo", "api", "ws", "flower", "razorpay", "messaging",
-                                                     "smtp", "mailbox", "exporter")}
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "MONGO_URL", "MONGO_DB", "RAZORPAY_BASE_URL"}}
+    env, ports = isolated_env(tmp_path)
     env.update({
-        "KIRANA_STACK_REDIS_PORT": str(ports["redis"]), "KIRANA_STACK_MONGO_PORT": str(ports["mongo"]),
-        "KIRANA_STACK_RAZORPAY_PORT": str(ports["razorpay"]),
-        "SMS_BASE_URL": f"http://127.0.0.1:{ports['messaging']}", "PUSH_BASE_URL": f"http://127.0.0.1:{ports['messaging']}",
-        "SMTP_PORT": str(ports["smtp"]), "KIRANA_STACK_MAILBOX_HTTP_PORT": str(ports["mailbox"]),
-        "API_PORT": str(ports["api"]), "WS_PORT": str(ports["ws"]), "FLOWER_PORT": str(ports["flower"]),
-        "EXPORTER_PORT": str(ports["exporter"]),
-        "KIRANA_DATA_DIR": str(tmp_path),
         "KIRANA_POOL_ORDERS_CONCURRENCY": "1", "KIRANA_POOL_PAYMENTS_CONCURRENCY": "1",
         "KIRANA_POOL_WEBHOOKS_CONCURRENCY": "1", "KIRANA_POOL_NOTIFICATIONS_CONCURRENCY": "1",
     })
