@@ -49,10 +49,6 @@ def _hash(refresh_token: str) -> str:
     return hashlib.sha256(refresh_token.encode()).hexdigest()
 
 
-def is_hash(stored: object) -> bool:
-    """Whether a stored refresh value is a hash (64 hex digits), not a token kept in clear."""
-    return isinstance(stored, str) and len(stored) == 64 and all(c in "0123456789abcdef" for c in stored)
-
 
 def _access(user: User, session_id: str, two_factor: bool, *, secret: str, ttl_s: int, now: float) -> str:
     claims = {

@@ -34,6 +34,7 @@ from kirana import db as collections
 from kirana.clock import now_ms, utcnow
 from kirana.loyalty import rules as rules_mod
 from kirana.loyalty.boards import Boards, city_id
+from kirana.stock import product_id
 
 LEDGER = collections.LOYALTY_LEDGER
 ACCOUNTS = collections.LOYALTY_ACCOUNTS
@@ -122,7 +123,7 @@ def confirmed_at_ms(db: Database, order: Mapping[str, Any]) -> int:
 def _categories(db: Database, order: Mapping[str, Any]) -> dict[str, str]:
     by_product = catalog.line_categories(db, [order])
     return {line["sku"]: category for line in order.get("lines", [])
-            if (category := by_product.get(f"{order['store_id']}:{line['sku']}")) is not None}
+            if (category := by_product.get(product_id(order["store_id"], line["sku"]))) is not None}
 
 
 def _is_first_order(db: Database, order: Mapping[str, Any]) -> bool:
