@@ -430,7 +430,7 @@ class Load:
     """
 
     def __init__(self, stack: ChaosStack, shoppers: list[Shopper], store: Store, *, n: int, rate: float = 30.0,
-                 paid_every: int = 8, threads: int = 16, payers: int = 4, pay_timeout: float = 150.0,
+                 paid_every: int = 8, threads: int = 16, pay_timeout: float | None = None,
                  seed_: int = 7) -> None:
         self.stack = stack
         self.rate = rate
@@ -448,7 +448,11 @@ class Load:
         self._local = threading.local()
         self._answered = 0
         self._lock = threading.Lock()
-        self._payers = ThreadPoolExecutor(payers, thread_name_prefix="chaos-payer")
+        # One payer per paid order, each waiting (until `pay_timeout`, or the load is closed) for its
+        # order to ask for payment, as its customer would: an order recovered late by beat's stuck
+        # sweep, minutes into a case, is still paid. A shared few would starve behind such waits.
+        self._payers = ThreadPoolExecutor(max(1, sum(1 for s in self.subs if s.paid)),
+                                          thread_name_prefix="chaos-payer")
         self._pay_futures: list[Any] = []
         self._runner: threading.Thread | None = None
         self._closed = threading.Event()
@@ -517,7 +521,7 @@ class Load:
             sub.pay_status = f"payer crashed: {exc!r}"
 
     def _pay_unguarded(self, sub: Submission) -> None:
-        deadline = time.monotonic() + self.pay_timeout
+        deadline = time.monotonic() + (self.pay_timeout if self.pay_timeout is not None else 24 * 3600.0)
         order = None
         while time.monotonic() < deadline and not self._closed.is_set():
             order = self._get(sub)
