@@ -21,7 +21,7 @@ from tasks import (
     telemetry,  # noqa: F401  (stamps every published message with its send time)
     tracing,  # noqa: F401  (connects the logging and request-id signals)
 )
-from tasks.queues import ROUTES, Queue, transport_options
+from tasks.queues import PRIORITY_STEPS, ROUTES, Queue, transport_options
 
 # Task modules, imported explicitly so a worker registers every task the
 # routes and the schedule name (tests/unit/test_celery_config.py checks it).
@@ -64,6 +64,7 @@ def make_celery() -> Celery:
         worker_prefetch_multiplier=1,
         broker_transport_options={
             "visibility_timeout": cfg.visibility_timeout_s,
+            "priority_steps": PRIORITY_STEPS,
             "socket_timeout": cfg.redis_timeout_s,
             "socket_connect_timeout": cfg.redis_timeout_s,
         },

@@ -66,6 +66,31 @@ def unacked_key(queue: Queue) -> str:
     return f"unacked:{queue.value}"
 
 
+# A message a worker has taken off its queue but not yet recorded as unacked lives, for that
+# instant, in the worker's in-flight list (tasks/broker.py). The worker holds a lease while it
+# lives; a list whose lease lapsed is moved back onto the queue by any live worker of the queue.
+INFLIGHT_LEASE_S = 3 * RESTORE_INTERVAL_S
+
+
+def inflight_key(queue: str, consumer: str) -> str:
+    """The list a worker's channel (`consumer`) moves each message of `queue` into as it takes it."""
+    return f"inflight:{queue}:{consumer}"
+
+
+def inflight_lease_key(queue: str, consumer: str) -> str:
+    return f"inflight_lease:{queue}:{consumer}"
+
+
+def inflight_consumers_key(queue: str) -> str:
+    """The set of consumers that have an in-flight list for `queue` (the rescuer's index)."""
+    return f"inflight_consumers:{queue}"
+
+
+# Kirana gives no task a priority: one list per queue, so a worker takes from exactly one key
+# (BLMOVE moves from one list only; kombu's default priority steps make four lists per queue).
+PRIORITY_STEPS = [0]
+
+
 def transport_options(queue: Queue, *, socket_timeout_s: float) -> dict[str, object]:
     """Broker transport options for a worker of `queue`'s pool.
 
@@ -82,6 +107,7 @@ def transport_options(queue: Queue, *, socket_timeout_s: float) -> dict[str, obj
         "unacked_mutex_key": f"unacked_mutex:{queue.value}",
         "unacked_restore_interval": RESTORE_INTERVAL_S,
         "unacked_restore_throttle": 1,
+        "priority_steps": PRIORITY_STEPS,
         "socket_timeout": socket_timeout_s,
         "socket_connect_timeout": socket_timeout_s,
     }

@@ -63,14 +63,8 @@ def check(tally: Tally) -> None:
 
 
 def account(stack: ChaosStack, subs: list[Submission], store: Store, *, finish: Finish | None = None,
-            check_captures: bool = True, expected_dead: Iterable[str] = (), message_loss: bool = False) -> Tally:
-    """Count what became of `subs`.
-
-    `message_loss`: the fault cuts a worker from Redis (restart, SIGKILL), where kombu's Redis transport
-    has a window -- BRPOP has taken the message, the unacked-hash write has not happened -- in which a
-    message is lost; beat's requeue_stuck is the project's designed net for it, so an order it recovers
-    is a note. Otherwise such an order is a finding.
-    """
+            check_captures: bool = True, expected_dead: Iterable[str] = ()) -> Tally:
+    """Count what became of `subs`: every finding (lost, stuck, duplicated) fails the case."""
     tally = Tally(submitted=len(subs), stuck=len(finish.stuck) if finish else 0)
     accepted = [s for s in subs if s.order_id]
     tally.accepted = len(accepted)
@@ -81,7 +75,7 @@ def account(stack: ChaosStack, subs: list[Submission], store: Store, *, finish: 
             tally.errors.append(f"#{sub.n} {sub.status}: {(sub.error or '')[:200]}")
             tally.find(f"submit #{sub.n} answered {sub.status}: {(sub.error or '')[:200]}")
     in_store = {o["_id"]: o for o in stack.db[collections.ORDERS].find({"store_id": store.id})}
-    _orders(tally, accepted, subs, in_store, finish.stuck if finish else {}, message_loss=message_loss)
+    _orders(tally, accepted, subs, in_store, finish.stuck if finish else {})
     _stock(tally, stack, store, in_store)
     _events(tally, stack, in_store)
     if check_captures:
@@ -130,7 +124,7 @@ def _dead_letters(tally: Tally, stack: ChaosStack, expected: set[str]) -> None:
 
 
 def _orders(tally: Tally, accepted: list[Submission], subs: list[Submission], in_store: dict[str, Any],
-            stuck: dict[str, str], *, message_loss: bool) -> None:
+            stuck: dict[str, str]) -> None:
     """Every 202 final; the orders beat's sweep had to recover, by where they were stuck; 503s stored nothing."""
     found = {s.order_id: in_store[s.order_id] for s in accepted if s.order_id in in_store}
     tally.statuses = dict(Counter(o["status"] for o in found.values()))
@@ -144,10 +138,7 @@ def _orders(tally: Tally, accepted: list[Submission], subs: list[Submission], in
             continue
         tally.completed += 1
         was = stuck.get(sub.order_id or "")
-        if was == "accepted" and message_loss:
-            tally.notes.append(f"{sub.order_id} sat 'accepted' with no message anywhere until beat's requeue_stuck "
-                               f"(the designed safety net) re-enqueued it: its message was lost in transit")
-        elif was is not None:
+        if was is not None:
             tally.find(f"{sub.order_id} ({sub.method}) stuck '{was}' until beat's sweep recovered it")
     # A submit whose last answer was not 202 may still have stored its order (a lost reply): the
     # client was told to try again with the same key. Such an order must still be processed.

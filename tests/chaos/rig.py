@@ -44,7 +44,7 @@ from kirana.clock import now_ms
 from kirana.config import Settings, settings
 from stack import servers
 from stack.commands import api_command, outbox_relay_command, sandbox_command, sandbox_env
-from tasks.queues import ROUTES, Queue
+from tasks.queues import ROUTES, Queue, inflight_consumers_key, inflight_key
 from workers.pools import BY_NAME, worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,10 +195,21 @@ class ChaosStack:
         wait_until(f"heartbeats of {[w.name for w in pending]}", beating, timeout, interval=0.2)
 
     def unacked(self) -> list[Unacked]:
-        """Messages taken by a worker and not acked, from kombu's per-queue unacked hash and index."""
+        """Messages taken by a worker and not acked, from kombu's per-queue unacked hash and index.
+
+        With them, the messages in a worker's in-flight list (tasks/broker.py): taken, not yet
+        written down as unacked. A dead worker's list goes back to the queue when its lease lapses
+        (INFLIGHT_LEASE_S), so they count as just taken (age 0): work that will move by itself.
+        """
         found = []
         now = time.time()
         for queue in sorted({w.pool for w in self.workers}):
+            for consumer in self.r.smembers(inflight_consumers_key(queue)):
+                for raw in self.r.lrange(inflight_key(queue, consumer.decode()), 0, -1):
+                    payload = json.loads(raw)
+                    args = json.loads(base64.b64decode(payload["body"]))[0] if payload.get("body") else []
+                    found.append(Unacked(queue, str((payload.get("headers") or {}).get("task")), list(args), 0.0,
+                                         None))
             taken = dict(self.r.zrange(f"unacked_index:{queue}", 0, -1, withscores=True))
             for tag, raw in self.r.hgetall(f"unacked:{queue}").items():
                 payload = json.loads(raw)[0]

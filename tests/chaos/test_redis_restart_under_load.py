@@ -39,7 +39,7 @@ def test_a_redis_restart_mid_load_loses_nothing(make_stack, record) -> None:  # 
     load.join()
     finish = wait_final(stack, load.accepted_ids, timeout=150, store_id=store.id, nudge=supervise)
     load.join_payments(timeout=10)
-    tally = account(stack, load.subs, store, finish=finish, message_loss=True)
+    tally = account(stack, load.subs, store, finish=finish)
     during = [s for s in load.subs if s.answered_at and fault_at <= s.answered_at <= fault_at + outage + 2]
     parked = stack.db.outbox.count_documents({"task": "orders.process"})
     notes = [f"{len(during)} submits answered during the blip (+2s): {sum(s.status == 202 for s in during)}x202, "

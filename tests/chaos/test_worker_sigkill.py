@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import signal
 import threading
 import time
@@ -124,10 +125,15 @@ def test_after_the_sigkill_every_order_is_final_and_nothing_happened_twice(kille
                                                                            record) -> None:  # type: ignore[no-untyped-def]
     killed = killed_orders_pool
     stack, load = killed.stack, killed.load
+    # First the dead worker's messages back (within the bound): one it held may be about an order
+    # that is already final, its last steps (the stock holds settled) still to run on redelivery.
+    restore_by = killed.fault_at + BOUND_S + 15
+    while len(killed.restored_at) < len(killed.in_flight) and time.monotonic() < restore_by:
+        time.sleep(0.25)
     finish = wait_final(stack, load.accepted_ids, store_id=killed.store.id,
                         timeout=max(40.0, BOUND_S + 100 - (time.monotonic() - killed.fault_at)))
     load.join_payments(timeout=10)
-    tally = account(stack, load.subs, killed.store, finish=finish, message_loss=True)
+    tally = account(stack, load.subs, killed.store, finish=finish)
     final_ms = {o["_id"]: o["updated_at_ms"] for o in stack.db.orders.find(
         {"_id": {"$in": load.accepted_ids}, "status": {"$in": list(FINAL)}}, {"updated_at_ms": 1})}
     recovery = None if len(final_ms) < len(load.accepted_ids) else (max(final_ms.values()) - killed.fault_ms) / 1000
@@ -148,6 +154,13 @@ def test_after_the_sigkill_every_order_is_final_and_nothing_happened_twice(kille
         f"{ORDERS.visibility_timeout_s}s + restore interval {RESTORE_INTERVAL_S}s = bound {BOUND_S}s); the wait "
         f"overlapped the other cases; {finish.note()}",
     ]
+    # Taken by the frozen worker's BLMOVE and never written down as unacked (kombu's BRPOP window):
+    # a live worker moves the dead one's in-flight list back when its lease lapses (tasks/broker.py).
+    rescued = sum(int(m.group(1)) for log in stack.run_dir.glob("worker-orders-*.log")
+                  for m in re.finditer(r"moved (\d+) message\(s\) of orders back from the in-flight list",
+                                       log.read_text(errors="replace")))
+    notes.append(f"{rescued} message(s) the killed worker had taken but not yet written down as unacked, "
+                 f"moved back from its in-flight list when its lease lapsed")
     for oid in killed.in_flight.values():
         took = in_flight_final.get(oid)
         if took is None or took > BOUND_S + 10:

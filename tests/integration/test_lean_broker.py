@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
 import uuid
 
 from kirana import redis_conn
@@ -147,3 +149,114 @@ def test_the_consumer_flushes_task_events_once_per_interval_and_recovers_a_lost_
     consumer._event_flush_at = time.monotonic() - broker.STALE_FLUSH_S - 1
     consumer.on_send_event_buffered()
     assert len(consumer.hub.timers) == 1
+
+
+def _probe_queue():  # type: ignore[no-untyped-def]
+    from kombu import Exchange, Queue
+
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def test_a_taken_message_is_in_the_inflight_list_until_the_unacked_write_moves_it(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Queue, in-flight list or unacked hash: a message is always in one of them, never in none."""
+    from tasks.queues import inflight_key
+
+    queue = _probe_queue()
+    r = redis_conn.client()
+    got: list = []
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        queue(channel).declare()
+        with conn.Producer() as producer:
+            producer.publish({"n": 1}, exchange=queue.exchange, routing_key=queue.routing_key, serializer="json")
+        with conn.Consumer(queue, callbacks=[lambda body, message: got.append((body, message))], accept=["json"]):
+            conn.drain_events(timeout=5)
+            body, message = got.pop()
+            assert body == {"n": 1}
+            inflight = inflight_key(queue.name, channel.consumer_id)
+            assert r.llen(queue.name) == 0
+            assert r.llen(inflight) == 0  # removed by the unacked write...
+            assert r.hexists(channel.qos.unacked_key, message.delivery_tag)  # ...which holds it now
+            message.ack()
+            assert not r.hexists(channel.qos.unacked_key, message.delivery_tag)
+
+
+def test_a_message_taken_by_a_consumer_that_dies_at_once_goes_back_when_its_lease_lapses(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """kombu's BRPOP window: taken off the queue, the taker gone before writing it down.
+
+    With BRPOP the message would be in no list and no hash (lost); here it waits
+    in the dead consumer's in-flight list until a live consumer of the queue
+    sees the lease lapse and moves it back.
+    """
+    import time
+
+    from tasks.queues import INFLIGHT_LEASE_S, inflight_consumers_key, inflight_key, inflight_lease_key
+
+    queue = _probe_queue()
+    r = redis_conn.client()
+    with app.connection_for_write() as dying:
+        channel = dying.default_channel
+        queue(channel).declare()
+        channel.basic_consume(queue.name, False, lambda message: None, "dying")
+        channel.client.connection = channel.client.connection_pool.get_connection()  # what kombu's poller does
+        channel._brpop_start(timeout=5)  # the take is on the wire...
+        with app.connection_for_write() as conn, conn.Producer() as producer:
+            producer.publish({"n": 2}, exchange=queue.exchange, routing_key=queue.routing_key, serializer="json")
+        inflight = inflight_key(queue.name, channel.consumer_id)
+        deadline = time.monotonic() + 5
+        while r.llen(inflight) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        channel.client.connection.disconnect()  # ...and the consumer dies before it reads the reply
+        dead = channel.consumer_id
+    assert r.llen(queue.name) == 0 and r.llen(inflight) == 1
+    assert 0 < r.pttl(inflight_lease_key(queue.name, dead)) <= INFLIGHT_LEASE_S * 1000
+
+    got: list = []
+    with app.connection_for_write() as conn:
+        live = conn.default_channel
+        with conn.Consumer(queue, callbacks=[lambda body, message: got.append((body, message))], accept=["json"]):
+            with contextlib.suppress(socket.timeout):
+                conn.drain_events(timeout=1)
+            assert got == []
+            assert live.tend_inflight() == 0  # the lease still runs: the taker may only be slow
+            r.delete(inflight_lease_key(queue.name, dead))  # what PX does INFLIGHT_LEASE_S after the death
+            assert live.tend_inflight() == 1
+            assert r.llen(inflight) == 0 and dead.encode() not in r.smembers(inflight_consumers_key(queue.name))
+            conn.drain_events(timeout=5)
+            body, message = got.pop()
+            assert body == {"n": 2}
+            message.ack()
+
+
+def test_a_take_whose_reply_a_broken_connection_lost_goes_back_at_the_next_tick(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """The consumer lives on (kombu may keep the channel across a reconnect): it gives back its own list."""
+    import time
+
+    import pytest
+    import redis
+
+    from tasks.queues import inflight_key
+
+    queue = _probe_queue()
+    r = redis_conn.client()
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        queue(channel).declare()
+        channel.basic_consume(queue.name, False, lambda message: None, "broken")
+        channel.client.connection = channel.client.connection_pool.get_connection()
+        channel._brpop_start(timeout=5)
+        with conn.Producer() as producer:
+            producer.publish({"n": 3}, exchange=queue.exchange, routing_key=queue.routing_key, serializer="json")
+        inflight = inflight_key(queue.name, channel.consumer_id)
+        deadline = time.monotonic() + 5
+        while r.llen(inflight) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert channel.tend_inflight() == 0  # the take is on the wire: its list is not orphaned
+        channel.client.connection._sock.close()  # the connection breaks with the reply unread
+        with pytest.raises((redis.exceptions.ConnectionError, OSError)):
+            channel._brpop_read()
+        assert r.llen(inflight) == 1
+        assert channel.tend_inflight() == 1
+        assert r.llen(inflight) == 0 and r.llen(queue.name) == 1
+        r.delete(queue.name)
