@@ -8,8 +8,8 @@ real broker), and then each follow-up the order's moves recorded. pymongo's comm
 monitoring counts MongoDB commands; a wrapper around redis-py's one send per round
 trip (`Connection.send_packed_command`, a pipeline being one) counts Redis round
 trips, kombu's publishes included. Not counted: the HTTP request's authentication,
-and each message's fetch and ack by a worker's consumer (kombu: a BRPOP and two
-MULTI/EXECs per message, DESIGN.md), given per message beside.
+and each message's fetch and ack by a worker's consumer (a BLMOVE, tasks/broker.py,
+and two MULTI/EXECs per message, DESIGN.md), given per message beside.
 
 The same run measures nx-27017's own rate for the single-document conditional update
 the pipeline is made of, and what that rate allows at the measured commands per order.
