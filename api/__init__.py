@@ -30,11 +30,13 @@ from api import (
     users,
     webhooks,
 )
+from kirana import preflight
 from kirana.config import settings
 
 
 def create_app() -> Flask:
     cfg = settings()
+    preflight.check(cfg, process="api")
     # No static folder: every route is declared, and Flask's static route would not be.
     app = Flask("kirana", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes

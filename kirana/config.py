@@ -23,6 +23,8 @@ class Settings:
     Secrets are fields with repr=False, so a logged Settings never shows them.
     """
 
+    # "production" makes every process refuse a development default of a secret (kirana/preflight.py).
+    kirana_env: str = "development"
     redis_url: str = "redis://127.0.0.1:6390/0"
     mongo_url: str = "mongodb://127.0.0.1:27027"
     mongo_db: str = "kirana"
@@ -193,7 +195,7 @@ def _same(value: object) -> object:
 _NORMALISE: dict[str, Callable[[object], object]] = {"log_level": lambda level: str(level).upper()}
 
 # Each setting's environment variable is its field's name in capitals, but for these.
-_ENV_OVERRIDES = {"data_dir": "KIRANA_DATA_DIR"}
+_ENV_OVERRIDES = {"data_dir": "KIRANA_DATA_DIR", "kirana_env": "KIRANA_ENV"}
 # Environment variable for each field, for from_env, the README's configuration table
 # and the test that keeps the two in step.
 ENV_NAMES: dict[str, str] = {spec.name: _ENV_OVERRIDES.get(spec.name, spec.name.upper()) for spec in fields(Settings)}

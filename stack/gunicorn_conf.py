@@ -24,6 +24,10 @@ if _OWN:
 
 
 def on_starting(server: Any) -> None:
+    # In the master, before any worker: a refused worker would only be started again and again.
+    from kirana import preflight
+
+    preflight.check(process="api")
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)

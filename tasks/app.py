@@ -10,11 +10,12 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_init
+from celery.signals import beat_init, celeryd_init
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
 from beat_schedules import SCHEDULE
+from kirana import preflight
 from kirana.config import settings
 from tasks import (
     broker,
@@ -97,6 +98,17 @@ def make_celery() -> Celery:
 
 
 app = make_celery()
+
+
+@celeryd_init.connect
+def refuse_development_secrets(sender: str | None = None, **_: Any) -> None:
+    """A worker outside development with a development secret exits before it takes a task."""
+    preflight.check(process=f"worker {sender or ''}".strip())
+
+
+@beat_init.connect
+def refuse_development_secrets_in_beat(**_: Any) -> None:
+    preflight.check(process="beat")
 
 
 @celeryd_init.connect

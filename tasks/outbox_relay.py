@@ -17,7 +17,7 @@ from typing import Any
 
 import pymongo.errors
 
-from kirana import db, logs, outbox
+from kirana import db, logs, outbox, preflight
 from kirana.config import settings
 from tasks import dispatch
 from tasks.app import app
@@ -60,6 +60,7 @@ def sweep_dispatch() -> int:
 
 
 def main(interval_s: float = 1.0) -> int:
+    preflight.check(process="outbox relay")
     logs.configure(settings().log_level)
     stop = threading.Event()
 

@@ -320,3 +320,23 @@ def test_the_images_api_command_is_the_stacks() -> None:
     stack[0] = Path(stack[0]).name
     stack[stack.index("--bind") + 1] = "0.0.0.0:8000"
     assert image == stack
+
+
+def test_given_prod_compose_then_every_secret_preflight_checks_is_required_and_production_is_declared() -> None:
+    """Issue 20: no Kirana process in production falls back to the repository's sandbox secrets."""
+    from kirana import preflight
+    from kirana.config import ENV_NAMES
+
+    svcs = services("docker-compose.prod.yml")
+    for name, svc in app_services(svcs).items():
+        env = svc["environment"]
+        assert env["KIRANA_ENV"] == "production", name
+        for field in preflight.SECRETS:
+            var = ENV_NAMES[field]
+            assert str(env.get(var, "")).startswith(f"${{{var}:?"), f"{name}: {var}"
+        for var in ("SMS_BASE_URL", "PUSH_BASE_URL"):
+            assert str(env.get(var, "")).startswith(f"${{{var}:?"), f"{name}: {var}"
+    flower = svcs["flower"]
+    assert flower["command"][:2] == ["sh", "-c"]
+    assert flower["command"][2].startswith("python -m kirana.preflight --flower && exec python -m celery")
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")

@@ -148,3 +148,11 @@ def test_given_the_backups_pool_then_it_writes_to_a_claimed_volume_at_backup_dir
     claim = pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
     assert claim in of_kind("PersistentVolumeClaim")
     assert spec["strategy"] == {"type": "Recreate"}
+
+
+def test_given_the_manifests_then_production_is_declared_and_flower_checks_its_secrets_first() -> None:
+    """A key missing from the Secret must stop the pod (kirana.preflight), not fall back to a sandbox default."""
+    config = of_kind("ConfigMap")["kirana-config"]
+    assert config["data"]["KIRANA_ENV"] == "production"
+    flower = of_kind("Deployment")["flower"]["spec"]["template"]["spec"]["containers"][0]
+    assert flower["command"][2].startswith("python -m kirana.preflight --flower && exec python -m celery")
