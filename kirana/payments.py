@@ -256,6 +256,9 @@ def capture(db: Database, gateway: Razorpay, payment_id: str, *, lease_ms: int) 
     remote = _gateway_payment(gateway, payment)
     if remote is None or remote["status"] == "created":
         return CaptureResult("not_authorized")
+    if remote["amount"] != payment["amount_paise"] or remote["order_id"] != payment["razorpay_order_id"]:
+        raise PaymentMismatch(f"{payment_id}: gateway payment {remote['id']} is for {remote['amount']} paise "
+                              f"on {remote['order_id']}, expected {payment['amount_paise']}")
     if remote["status"] == "captured":
         return CaptureResult("captured_elsewhere", mark_captured(db, payment, remote))
     if remote["status"] == "failed":
@@ -263,9 +266,6 @@ def capture(db: Database, gateway: Razorpay, payment_id: str, *, lease_ms: int) 
         return CaptureResult("failed")
     if remote["status"] != "authorized":
         return CaptureResult("not_authorized")
-    if remote["amount"] != payment["amount_paise"] or remote["order_id"] != payment["razorpay_order_id"]:
-        raise PaymentMismatch(f"{payment_id}: gateway payment {remote['id']} is for {remote['amount']} paise "
-                              f"on {remote['order_id']}, expected {payment['amount_paise']}")
     advance(db, payment_id, S.AUTHORIZED, razorpay_payment_id=remote["id"])
     now = now_ms()
     leased = db[PAYMENTS].find_one_and_update(

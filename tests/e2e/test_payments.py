@@ -348,3 +348,41 @@ def test_events_delivered_in_reverse_never_move_a_payment_backwards(stack, custo
     assert attempt["status"] == "captured"
     assert customer.order(order_id)["status"] == "confirmed"
     assert _captures(stack, paid["razorpay_payment_id"]) == 1
+
+
+@pytest.mark.parametrize("kind", ["payment.captured", "order.paid", "payment.failed"])
+def test_a_signed_payment_event_the_gateway_does_not_bear_out_moves_nothing(stack, customer, kind) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 3: a validly signed event (a leaked secret, a replay) is not the gateway's word.
+
+    The event names the order's real gateway order and the right amount, but a payment Razorpay
+    never had. Handling re-reads the gateway order's payments: none, so nothing is captured,
+    failed or confirmed, and the attempt keeps no payment id from the body. The customer then
+    pays for real and the order confirms as usual.
+    """
+    order_id, _ = _order(stack, customer, "upi")
+    checkout = _wait(customer, order_id, "awaiting_payment")["payment"]
+    forged_id = f"pay_forged{uuid.uuid4().hex[:8]}"
+    body = json.dumps({"entity": "event", "event": kind, "payload": {"payment": {"entity": {
+        "id": forged_id, "entity": "payment", "order_id": checkout["razorpay_order_id"],
+        "amount": checkout["amount_paise"], "currency": "INR",
+        "status": "failed" if kind == "payment.failed" else "captured"}}}}).encode()
+    event_id = f"evt_{uuid.uuid4().hex[:14]}"
+
+    accepted = _post_webhook(stack, body, _sign(stack.cfg.razorpay_webhook_secret, body), event_id)
+
+    assert accepted.status_code == 200, accepted.text
+    deadline = time.monotonic() + 20
+    while (stack.db[payments.WEBHOOK_EVENTS].find_one({"_id": event_id}) or {}).get("status") != "handled":
+        assert time.monotonic() < deadline, "the event was never handled"
+        time.sleep(0.05)
+    time.sleep(1.0)  # the re-read it asked for (payments.capture) runs meanwhile
+    attempt = stack.db[payments.PAYMENTS].find_one({"razorpay_order_id": checkout["razorpay_order_id"]})
+    assert attempt["status"] == "created"
+    assert attempt.get("razorpay_payment_id") in (None, "")
+    assert customer.order(order_id)["status"] == "awaiting_payment"
+
+    paid = stack.sandbox.checkout(checkout["razorpay_order_id"], "upi", flow="intent", vpa="asha@okicici",
+                                  outcome="success")
+    assert _verify(customer, paid).status_code == 202
+    _wait(customer, order_id, "confirmed")
+    assert _captures(stack, paid["razorpay_payment_id"]) == 1

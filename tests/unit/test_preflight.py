@@ -67,7 +67,8 @@ def test_an_empty_or_short_token_secret_is_refused() -> None:
 
 
 def test_a_console_provider_needs_no_gateway_key() -> None:
-    cfg = Settings(kirana_env="production", **{**REAL, "sms_provider": "console", "sms_api_key": "kirana-sandbox-sms-key",
+    cfg = Settings(kirana_env="production", **{**REAL, "sms_provider": "console",
+                                               "sms_api_key": "kirana-sandbox-sms-key",
                                                "sms_base_url": "http://127.0.0.1:9200"})
     assert preflight.wrong(cfg) == []
 
