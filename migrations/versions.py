@@ -111,6 +111,41 @@ def _sessions_stored_in_clear_down(db: Database, ctx: Context) -> None:
     ctx.log("sessions: nothing to undo; the sessions v11 ended stay ended")
 
 
+def _session_authority(db: Database, ctx: Context) -> None:
+    # v12's code takes role, store and two-factor state from the session, not the token, and
+    # remembers every rotated-away refresh token in refresh_tokens_spent. Open sessions get the
+    # role and store of their account now (role changes end sessions, so they are current); one
+    # whose account is gone is ended. The one rotated-away hash a session kept (previous_hash)
+    # joins the spent tokens, so its reuse is still caught.
+    filled = ended = spent = 0
+    for session in list(db["sessions"].find({"revoked_at_ms": {"$exists": False}},
+                                            {"user_id": 1, "previous_hash": 1, "expires_at_ms": 1})):
+        user = db["users"].find_one({"_id": session["user_id"]}, {"role": 1, "store_id": 1})
+        if user is None:
+            done = db["sessions"].update_one({"_id": session["_id"], "revoked_at_ms": {"$exists": False}},
+                                             {"$set": {"revoked_at_ms": now_ms(), "revoked_reason": "account gone"}})
+            ended += done.modified_count
+            continue
+        db["sessions"].update_one({"_id": session["_id"]},
+                                  {"$set": {"role": user.get("role", "customer"), "store_id": user.get("store_id")}})
+        filled += 1
+        if session.get("previous_hash"):
+            db["refresh_tokens_spent"].update_one(
+                {"_id": session["previous_hash"]},
+                {"$set": {"session_id": session["_id"], "expires_at_ms": session.get("expires_at_ms", 0)}},
+                upsert=True)
+            spent += 1
+    ctx.log(f"sessions: {filled} given their account's role and store, {ended} ended (account gone), "
+            f"{spent} rotated-away refresh tokens remembered")
+
+
+def _session_authority_down(db: Database, ctx: Context) -> None:
+    # The code before v12 reads role and store from the token and ignores these fields, and its
+    # reuse check reads previous_hash, which v12 leaves in place; the spent collection is dropped
+    # with the step. Nothing else to undo.
+    ctx.log("sessions: nothing to undo (role and store fields are ignored by the code before v12)")
+
+
 
 STEPS: list[Step] = [
     Step(1, "base: stores, catalogue, orders, reliability",
@@ -198,6 +233,9 @@ STEPS: list[Step] = [
          data_up=_order_history, data_down=_order_history_down),
     Step(11, "sessions: end those whose refresh token was stored in clear",
          data_up=_sessions_stored_in_clear, data_down=_sessions_stored_in_clear_down),
+    Step(12, "sessions: role and store held by the session; every rotated-away refresh token remembered",
+         collections=("refresh_tokens_spent",),
+         data_up=_session_authority, data_down=_session_authority_down),
 ]
 
 

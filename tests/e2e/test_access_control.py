@@ -101,6 +101,44 @@ def test_a_token_signed_with_another_secret_is_401(stack, customer) -> None:  # 
     assert resp.status_code == 401
 
 
+def test_a_token_signed_with_the_real_secret_cannot_raise_its_role_or_borrow_a_session(stack, customer,  # type: ignore[no-untyped-def]
+                                                                                       signed_in) -> None:
+    """Issue 20, item 4: the claims carry no authority; the session does (a leaked TOKEN_SECRET)."""
+    import jwt
+
+    claims = jwt.decode(customer.http.headers["Authorization"].split()[1], stack.cfg.token_secret,
+                        algorithms=["HS256"])
+    as_admin = jwt.encode({**claims, "role": "admin", "mfa": True}, stack.cfg.token_secret, algorithm="HS256")
+    ops = signed_in[Role.OPS]
+    borrowed = jwt.encode({**claims, "sub": ops.user_id, "role": "ops", "mfa": True}, stack.cfg.token_secret,
+                          algorithm="HS256")
+
+    raised = requests.get(stack.url("/api/v1/audit"), headers={"Authorization": f"Bearer {as_admin}"}, timeout=10)
+    me = requests.get(stack.url("/api/v1/auth/me"), headers={"Authorization": f"Bearer {as_admin}"}, timeout=10)
+    other = requests.get(stack.url("/api/v1/auth/me"), headers={"Authorization": f"Bearer {borrowed}"}, timeout=10)
+
+    assert raised.status_code == 403, raised.text
+    assert me.status_code == 200 and me.json()["role"] == "customer"
+    assert other.status_code == 401
+
+
+def test_a_refresh_token_reused_two_rotations_later_ends_the_session(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 6: the whole token family is remembered, not only the last rotation."""
+    stolen = customer.tokens["refresh_token"]
+    refresh = stack.url("/api/v1/auth/refresh")
+    first = requests.post(refresh, json={"refresh_token": stolen}, timeout=10)
+    second = requests.post(refresh, json={"refresh_token": first.json()["refresh_token"]}, timeout=10)
+    assert first.status_code == second.status_code == 200
+
+    reused = requests.post(refresh, json={"refresh_token": stolen}, timeout=10)
+    thief = requests.post(refresh, json={"refresh_token": second.json()["refresh_token"]}, timeout=10)
+    access = requests.get(stack.url("/api/v1/auth/me"),
+                          headers={"Authorization": f"Bearer {second.json()['access_token']}"}, timeout=10)
+
+    assert reused.status_code == 401
+    assert thief.status_code == 401 and access.status_code == 401
+
+
 def test_logout_revokes_the_access_and_refresh_tokens(stack, customer) -> None:  # type: ignore[no-untyped-def]
     assert customer.http.get(customer.url("/api/v1/auth/me")).status_code == 200
 

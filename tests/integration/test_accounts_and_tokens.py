@@ -93,8 +93,47 @@ def test_every_rotation_stores_only_the_new_tokens_hash_so_the_next_refresh_find
                                    access_ttl_s=60).refresh_token)
 
     session = database["sessions"].find_one({"_id": issued.session_id})
-    assert session["refresh_hash"] == tokens._hash(held[-1]) and session["previous_hash"] == tokens._hash(held[-2])
+    assert session["refresh_hash"] == tokens._hash(held[-1])
     assert not set(held) & {v for v in session.values() if isinstance(v, str)}
+    # Every rotated-away token is remembered by its hash only, naming its session.
+    spent = {d["_id"]: d["session_id"] for d in database[tokens.SPENT].find({"session_id": issued.session_id})}
+    assert spent == {tokens._hash(t): issued.session_id for t in held[:-1]}
+
+
+def test_any_earlier_token_of_the_family_ends_the_session_not_only_the_last_one(database) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 6: a thief who rotates a stolen token twice does not keep the session."""
+    user = accounts.register(database, "thief@example.in", "a long passphrase")
+    issued = _open(database, user)
+    load = lambda uid: accounts.get(database, uid)  # noqa: E731
+    stolen = issued.refresh_token
+    thief = tokens.refresh(database, stolen, load, secret=SECRET, access_ttl_s=60)
+    thief = tokens.refresh(database, thief.refresh_token, load, secret=SECRET, access_ttl_s=60)
+
+    with pytest.raises(tokens.TokenError):  # the owner's copy, two rotations back
+        tokens.refresh(database, stolen, load, secret=SECRET, access_ttl_s=60)
+
+    with pytest.raises(tokens.TokenError):
+        tokens.authenticate(database, thief.access_token, secret=SECRET)
+    with pytest.raises(tokens.TokenError):
+        tokens.refresh(database, thief.refresh_token, load, secret=SECRET, access_ttl_s=60)
+
+
+def test_the_principal_comes_from_the_session_not_from_the_tokens_claims(database) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 4: a token signed with a leaked secret cannot raise its holder or borrow a session."""
+    import jwt
+
+    customer = accounts.register(database, "cust@example.in", "a long passphrase")
+    other = accounts.register(database, "other@example.in", "a long passphrase")
+    issued = _open(database, customer)
+    claims = jwt.decode(issued.access_token, SECRET, algorithms=["HS256"])
+
+    forged = jwt.encode({**claims, "role": "admin", "store_id": "store_x", "mfa": True}, SECRET, algorithm="HS256")
+    principal = tokens.authenticate(database, forged, secret=SECRET)
+    assert (principal.role, principal.store_id, principal.two_factor) == ("customer", None, False)
+
+    borrowed = jwt.encode({**claims, "sub": other.id}, SECRET, algorithm="HS256")
+    with pytest.raises(tokens.TokenError, match="not valid"):
+        tokens.authenticate(database, borrowed, secret=SECRET)
 
 
 def test_revoke_all_ends_every_session_of_a_user(database) -> None:  # type: ignore[no-untyped-def]

@@ -299,7 +299,7 @@ def test_v11_ends_the_sessions_whose_refresh_token_was_stored_in_clear(bare: Dat
         {"_id": "ses_ended", "user_id": "u3", "refresh_hash": "plain", "revoked_at_ms": 5, "expires_at_ms": 2**40},
     ])
 
-    assert _runner(bare).up() == [11]
+    assert _runner(bare).up(to=11) == [11]
 
     found = {s["_id"]: s for s in bare["sessions"].find({})}
     assert "revoked_at_ms" not in found["ses_hashed"] and found["ses_hashed"]["refresh_hash"] == hashed
@@ -308,3 +308,30 @@ def test_v11_ends_the_sessions_whose_refresh_token_was_stored_in_clear(bare: Dat
     assert runner.validate(bare) == []
     assert _runner(bare).down(to=10) == [11]  # nothing to undo: ended sessions stay ended
     assert bare["sessions"].find_one({"_id": "ses_clear"})["revoked_at_ms"] > 0
+
+
+def test_v12_gives_open_sessions_their_accounts_role_and_store_and_remembers_the_rotated_token(
+        bare: Database) -> None:
+    from kirana import tokens
+
+    _runner(bare).up(to=11)
+    bare["users"].insert_many([{"_id": "u1", "email": "o@example.in", "role": "store_owner", "store_id": "s1"},
+                               {"_id": "u2", "email": "c@example.in", "role": "customer"}])
+    spent = tokens._hash("a token rotated away before v12")
+    bare["sessions"].insert_many([
+        {"_id": "ses_owner", "user_id": "u1", "refresh_hash": tokens._hash("now"), "previous_hash": spent,
+         "expires_at_ms": 2**40},
+        {"_id": "ses_customer", "user_id": "u2", "refresh_hash": tokens._hash("c"), "expires_at_ms": 2**40},
+        {"_id": "ses_orphan", "user_id": "u9", "refresh_hash": tokens._hash("o"), "expires_at_ms": 2**40},
+    ])
+
+    assert _runner(bare).up() == [12]
+
+    found = {s["_id"]: s for s in bare["sessions"].find({})}
+    assert (found["ses_owner"]["role"], found["ses_owner"]["store_id"]) == ("store_owner", "s1")
+    assert (found["ses_customer"]["role"], found["ses_customer"]["store_id"]) == ("customer", None)
+    assert found["ses_orphan"]["revoked_at_ms"] > 0 and "role" not in found["ses_orphan"]
+    assert bare[tokens.SPENT].find_one({"_id": spent})["session_id"] == "ses_owner"
+    assert runner.validate(bare) == []
+    assert _runner(bare, backup=lambda d: "a backup").down(to=11) == [12]
+    assert tokens.SPENT not in bare.list_collection_names()
