@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import (
     analytics,
@@ -40,6 +41,11 @@ def create_app() -> Flask:
     # No static folder: every route is declared, and Flask's static route would not be.
     app = Flask("kirana", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
+    if cfg.trusted_proxy_hops > 0:
+        # Only the configured number of proxies' X-Forwarded-* are believed: by default none, so a
+        # client cannot choose its own address (the lockout and the audit log's ip read it).
+        hops = cfg.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     tracing.register(app)
     problems.register(app)

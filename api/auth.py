@@ -13,7 +13,7 @@ from api.problems import Problem
 from api.security import client_address, principal, public, requires
 from kirana import accounts, audit, db, login_guard, redis_conn, tokens, two_factor
 from kirana.accounts import User
-from kirana.config import settings
+from kirana.config import Settings, settings
 from kirana.permissions import TWO_FACTOR_REQUIRED
 from tasks import audit as audit_task
 from tasks import notifications as notification_tasks
@@ -33,6 +33,12 @@ def _locked(exc: login_guard.LockedOut) -> Problem:
     return problem
 
 
+def _limits(cfg: Settings) -> login_guard.Limits:
+    return login_guard.Limits(pair=cfg.login_max_failures_pair, account=cfg.login_max_failures_account,
+                              address=cfg.login_max_failures_address, window_s=cfg.login_failure_window_s,
+                              lockout_s=cfg.login_lockout_s)
+
+
 _BAD_CREDENTIALS = ("invalid-credentials", "Invalid credentials", "the email or the password is wrong")
 
 
@@ -47,9 +53,7 @@ def _checked_password(email: str, password: str) -> User:
     try:
         return accounts.authenticate(db.database(), email, password)
     except accounts.BadCredentials:
-        login_guard.failed(r, email, client_address(), max_account=cfg.login_max_failures_account,
-                           max_address=cfg.login_max_failures_address, window_s=cfg.login_failure_window_s,
-                           lockout_s=cfg.login_lockout_s)
+        login_guard.failed(r, email, client_address(), _limits(cfg))
         _audit("login.failed", actor=None, email=accounts.normalize_email(email), reason="bad_credentials")
         raise Problem(401, *_BAD_CREDENTIALS) from None
 
@@ -71,10 +75,7 @@ def _second_factor(user: User, body: schemas.LoginIn) -> bool:
                           "send otp (authenticator app), recovery_code, or sms_code with the login",
                           methods=["otp", "recovery_code", "sms_code"])
     except two_factor.TwoFactorError:
-        cfg = settings()
-        login_guard.failed(redis_conn.client(), user.email, client_address(),
-                           max_account=cfg.login_max_failures_account, max_address=cfg.login_max_failures_address,
-                           window_s=cfg.login_failure_window_s, lockout_s=cfg.login_lockout_s)
+        login_guard.failed(redis_conn.client(), user.email, client_address(), _limits(settings()))
         _audit("login.failed", actor=user.id, reason="bad_second_factor")
         raise Problem(401, "invalid-two-factor-code", "Invalid two-factor code",
                       "the code is wrong, expired or already used") from None
@@ -115,7 +116,7 @@ def login() -> Response:
     body = schemas.parse_body(request, schemas.LoginIn)
     user = _checked_password(body.email, body.password)
     passed = _second_factor(user, body)
-    login_guard.succeeded(redis_conn.client(), user.email)
+    login_guard.succeeded(redis_conn.client(), user.email, client_address())
     issued = _open_session(user, passed_two_factor=passed)
     _audit("login.succeeded", actor=user.id, session=issued.session_id, two_factor=passed)
     view = issued.view() | {"user": user.view(), "two_factor": passed}

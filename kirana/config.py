@@ -53,6 +53,10 @@ class Settings:
     # JSON log lines (kirana/logs.py) at this level, from the API, workers, beat and the relay.
     log_level: str = "INFO"
 
+    # Proxies in front of the API whose X-Forwarded-For/-Proto are trusted (werkzeug's ProxyFix);
+    # 0: none, the connection's peer is the client. Behind nginx alone: 1.
+    trusted_proxy_hops: int = 0
+
     max_body_bytes: int = 64 * 1024
     max_order_items: int = 100
     max_item_qty: int = 1000
@@ -86,7 +90,10 @@ class Settings:
     token_secret: str = field(default="kirana-dev-only-secret-change-me-0123456789", repr=False)
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 30 * 86_400
-    login_max_failures_account: int = 5
+    # Failed logins within the window before a lockout: per (account, address), per account from
+    # anywhere, per address across accounts (kirana/login_guard.py says why these three).
+    login_max_failures_pair: int = 5
+    login_max_failures_account: int = 50
     login_max_failures_address: int = 20
     login_failure_window_s: int = 900
     login_lockout_s: int = 900

@@ -16,7 +16,7 @@ from kirana import accounts, tokens
 from kirana import db as collections
 from kirana.permissions import MATRIX, TWO_FACTOR_REQUIRED, Role
 from kirana.seed import STORES
-from tests.harness import PASSWORD, Client
+from tests.harness import PASSWORD, Client, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -218,16 +218,44 @@ def test_an_unknown_email_and_a_wrong_password_get_the_same_answer(stack, custom
     assert wrong.json() == unknown.json()
 
 
-def test_repeated_failures_lock_the_account_with_retry_after(stack, customer) -> None:  # type: ignore[no-untyped-def]
+def test_repeated_failures_lock_the_account_from_that_address_with_retry_after(stack, customer) -> None:  # type: ignore[no-untyped-def]
     bad = {"email": customer.email, "password": "wrong password!"}
     codes = [requests.post(stack.url("/api/v1/auth/login"), json=bad, timeout=10).status_code
-             for _ in range(stack.cfg.login_max_failures_account)]
+             for _ in range(stack.cfg.login_max_failures_pair)]
     locked = requests.post(stack.url("/api/v1/auth/login"), json={"email": customer.email, "password": PASSWORD},
                            timeout=10)
 
-    assert codes == [401] * stack.cfg.login_max_failures_account
+    assert codes == [401] * stack.cfg.login_max_failures_pair
     assert locked.status_code == 429
     assert 0 < int(locked.headers["Retry-After"]) <= stack.cfg.login_lockout_s
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_lockout_and_audit_address(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 5: behind nginx every client was nginx, so anyone's failures locked everyone."""
+    from tests.harness import api_server
+
+    with api_server(stack.run_dir, stack.cfg, name="api-behind-proxy", TRUSTED_PROXY_HOPS="1") as behind:
+        login = f"http://127.0.0.1:{behind.port}/api/v1/auth/login"
+        attacker, owner = {"X-Forwarded-For": "203.0.113.66"}, {"X-Forwarded-For": "198.51.100.20"}
+        bad = {"email": customer.email, "password": "wrong password!"}
+        codes = [requests.post(login, json=bad, headers=attacker, timeout=10).status_code
+                 for _ in range(stack.cfg.login_max_failures_pair + 1)]
+        mine = requests.post(login, json={"email": customer.email, "password": PASSWORD}, headers=owner, timeout=10)
+
+    assert codes[-1] == 429  # the attacker's address is locked out of this account...
+    assert mine.status_code == 200, mine.text  # ...and its owner, elsewhere, is not
+    entry = eventually(lambda: stack.db["audit_log"].find_one({"action": "login.failed", "ip": "203.0.113.66"}),
+                       what="the failure audited with the client's address")
+    assert entry["detail"]["email"] == customer.email
+
+
+def test_without_a_trusted_proxy_a_forwarded_for_header_is_not_believed(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    """A client cannot pick a fresh address per try to dodge the lockout."""
+    bad = {"email": customer.email, "password": "wrong password!"}
+    codes = [requests.post(stack.url("/api/v1/auth/login"), json=bad, timeout=10,
+                           headers={"X-Forwarded-For": f"192.0.2.{i}"}).status_code
+             for i in range(stack.cfg.login_max_failures_pair + 1)]
+    assert codes[-1] == 429
 
 
 def _order_in(stack, client: Client, store: str) -> str:  # type: ignore[no-untyped-def]

@@ -340,3 +340,15 @@ def test_given_prod_compose_then_every_secret_preflight_checks_is_required_and_p
     assert flower["command"][:2] == ["sh", "-c"]
     assert flower["command"][2].startswith("python -m kirana.preflight --flower && exec python -m celery")
     assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+
+
+def test_given_prod_compose_then_the_api_trusts_exactly_nginx_for_the_client_address() -> None:
+    svcs = services("docker-compose.prod.yml")
+    for name in ("api", "ws"):
+        assert svcs[name]["environment"]["TRUSTED_PROXY_HOPS"] == "1", name
+        assert svcs[name]["environment"]["KIRANA_ENV"] == "production", name  # the rest of the block is kept
+    for name, svc in app_services(svcs).items():
+        if name not in ("api", "ws"):
+            assert "TRUSTED_PROXY_HOPS" not in svc["environment"], name
+    conf = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
+    assert "proxy_set_header X-Forwarded-For   $proxy_add_x_forwarded_for;" in conf
