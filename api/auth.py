@@ -11,7 +11,7 @@ from api import schemas
 from api.contract import documented
 from api.problems import Problem
 from api.security import client_address, principal, public, requires
-from kirana import accounts, audit, db, login_guard, redis_conn, tokens, two_factor
+from kirana import accounts, audit, db, login_guard, redis_conn, throttle, tokens, two_factor
 from kirana.accounts import User
 from kirana.config import Settings, settings
 from kirana.permissions import TWO_FACTOR_REQUIRED
@@ -93,9 +93,19 @@ def _open_session(user: User, *, passed_two_factor: bool) -> tokens.Tokens:
 
 @bp.post("/register")
 @public
-@documented(body=schemas.RegisterIn, ok={201: out.UserOut}, errors=(409,), tags=("auth",))
+@documented(body=schemas.RegisterIn, ok={201: out.UserOut}, errors=(409, 429), tags=("auth",))
 def register() -> tuple[Response, int]:
     """Register a customer account."""
+    cfg = settings()
+    # Before the body is read: each registration costs a 64 MiB password hash and an account.
+    wait = throttle.hit(redis_conn.client(), "register", client_address(), limit=cfg.register_per_address_per_hour,
+                        window_s=3600)
+    if wait:
+        problem = Problem(429, "too-many-registrations", "Too many registrations",
+                          f"at most {cfg.register_per_address_per_hour} registrations an hour from one address; "
+                          f"try again in {wait} s", retry_after_s=wait)
+        problem.headers = {"Retry-After": str(wait)}
+        raise problem
     body = schemas.parse_body(request, schemas.RegisterIn)
     try:
         user = accounts.register(db.database(), body.email, body.password, phone=body.phone)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,15 +20,47 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from kirana.clock import now_ms, utcnow
+from kirana.config import settings
 from kirana.ids import new_id
 from kirana.permissions import STORE_ROLES, Role
 
 USERS = "users"
 
-# argon2id with the library's defaults (RFC 9106 low-memory profile).
-_hasher = PasswordHasher()
+# argon2id with the library's defaults (RFC 9106 low-memory profile): 64 MiB and ~0.1 s of CPU per
+# hash or verify. An API process has 8 request threads; unbounded, 8 logins or registrations at once
+# took 512 MiB in one process (measured: tests/e2e/test_password_memory.py prints the API's peak).
+_argon2 = PasswordHasher()
+
+
+class _Bounded:
+    """The hasher, with at most PASSWORD_HASHES_AT_ONCE hashes or verifies at a time per process."""
+
+    def __init__(self) -> None:
+        self._slots: threading.BoundedSemaphore | None = None
+        self._lock = threading.Lock()
+
+    def _slot(self) -> threading.BoundedSemaphore:
+        if self._slots is None:
+            with self._lock:
+                if self._slots is None:
+                    self._slots = threading.BoundedSemaphore(max(1, settings().password_hashes_at_once))
+        return self._slots
+
+    def hash(self, password: str) -> str:
+        with self._slot():
+            return _argon2.hash(password)
+
+    def verify(self, hashed: str, password: str) -> bool:
+        with self._slot():
+            return _argon2.verify(hashed, password)
+
+    def check_needs_rehash(self, hashed: str) -> bool:
+        return _argon2.check_needs_rehash(hashed)
+
+
+_hasher = _Bounded()
 # Verified against when the email is unknown, so both failures cost the same time.
-_DUMMY_HASH = _hasher.hash("kirana-no-such-user")
+_DUMMY_HASH = _argon2.hash("kirana-no-such-user")
 
 MIN_PASSWORD = 10
 

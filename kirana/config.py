@@ -97,6 +97,10 @@ class Settings:
     login_max_failures_address: int = 20
     login_failure_window_s: int = 900
     login_lockout_s: int = 900
+    # argon2id needs 64 MiB per hash: at most this many password hashes or checks at once per process.
+    password_hashes_at_once: int = 2
+    # Registrations per client address per hour (429 beyond): each costs a 64 MiB hash and an account.
+    register_per_address_per_hour: int = 10
     sms_otp_per_window: int = 3
     sms_otp_window_s: int = 600
     sms_otp_ttl_s: int = 300

@@ -36,6 +36,8 @@ os.environ["WORKER_ALIVE_WINDOW_S"] = "5"
 os.environ.setdefault("KIRANA_WORKER_LOGLEVEL", "INFO")
 # Every test logs in from 127.0.0.1: the per-address lockout is tested on its own.
 os.environ["LOGIN_MAX_FAILURES_ADDRESS"] = "100000"
+# The suite registers hundreds of users from 127.0.0.1; tests/e2e/test_password_memory.py checks the limit.
+os.environ["REGISTER_PER_ADDRESS_PER_HOUR"] = "100000"
 # The Razorpay sandbox the stack fixture starts, and gateway settings that make
 # its faults quick to provoke: a 2 s slow capture outlasts a 1 s timeout.
 os.environ["RAZORPAY_BASE_URL"] = f"http://127.0.0.1:{servers.free_port()}"

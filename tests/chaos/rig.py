@@ -62,6 +62,7 @@ CHILD_ENV = {
     "KIRANA_WORKER_LOGLEVEL": "WARNING",
     "REDELIVERY_CAP": "3",
     "LOGIN_MAX_FAILURES_ADDRESS": "100000",
+    "REGISTER_PER_ADDRESS_PER_HOUR": "100000",
     # Used only when a case acts as beat (wait_final's sweeps): orders unfinished for 5 s are re-enqueued.
     "STUCK_ORDER_AFTER_S": "5",
     "PAYMENT_RECONCILE_AFTER_S": "1",
