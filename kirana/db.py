@@ -60,6 +60,8 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     ("payments", [("razorpay_payment_id", 1)], {}),
     ("payments", [("status", 1), ("created_at_ms", 1)], {}),
     ("webhook_events", [("status", 1), ("received_at_ms", 1)], {}),
+    # What the signed body says (event, entity, status): a body re-posted under a new event id is a duplicate.
+    ("webhook_events", [("dedupe_key", 1)], {"unique": True}),
     # Reliability (kirana.outbox, kirana.dead_letters).
     ("outbox", [("status", 1), ("due_at_ms", 1)], {}),
     ("outbox", [("order_id", 1)], {}),

@@ -38,8 +38,23 @@ def prepare(body: bytes, event_id: str | None) -> dict[str, Any]:
         raise BadEvent("the body is not a Razorpay event")
     # Razorpay always sends x-razorpay-event-id; without it, the body itself names the event.
     key = event_id or "sha256:" + hashlib.sha256(body).hexdigest()
-    return {"_id": key, "event": event["event"], "body": body.decode(), "status": "received",
-            "received_at": utcnow(), "received_at_ms": now_ms()}
+    return {"_id": key, "dedupe_key": dedupe_key(event, body), "event": event["event"], "body": body.decode(),
+            "status": "received", "received_at": utcnow(), "received_at_ms": now_ms()}
+
+
+def dedupe_key(event: dict[str, Any], body: bytes) -> str:
+    """What the signed body says happened: the event, its entity's id and status (unique per event).
+
+    The event-id header is not covered by the signature, so the same signed body re-posted under a
+    new event id must still be a duplicate. A body naming no entity is keyed by its own hash.
+    """
+    payload = event.get("payload")
+    if isinstance(payload, dict):
+        for name in sorted(payload):
+            entity = payload[name].get("entity") if isinstance(payload[name], dict) else None
+            if isinstance(entity, dict) and isinstance(entity.get("id"), str):
+                return f"{event['event']}:{name}:{entity['id']}:{entity.get('status', '')}"
+    return f"{event['event']}:sha256:{hashlib.sha256(body).hexdigest()}"
 
 
 def store_many(db: Database, docs: list[dict[str, Any]]) -> list[bool]:

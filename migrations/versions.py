@@ -146,6 +146,46 @@ def _session_authority_down(db: Database, ctx: Context) -> None:
     ctx.log("sessions: nothing to undo (role and store fields are ignored by the code before v12)")
 
 
+def _webhook_dedupe_keys(db: Database, ctx: Context) -> None:
+    # v13 deduplicates webhook events on what the signed body says as well as on the (unsigned)
+    # event-id header. Every stored event gets its key before the unique index is built; frozen
+    # here (not kirana.webhooks.dedupe_key), since a step's code must not change after it ran.
+    # Two stored events with the same key (a body re-posted under a new id before v13) keep it
+    # on the first; the later ones are keyed by their own id, as the duplicates they were.
+    import hashlib
+    import json
+
+    seen: set[str] = set()
+    keyed = 0
+    for doc in db["webhook_events"].find({"dedupe_key": {"$exists": False}}, {"body": 1, "event": 1}).sort(
+            "received_at_ms", 1):
+        try:
+            event = json.loads(doc.get("body") or "{}")
+        except ValueError:
+            event = {}
+        key = ""
+        payload = event.get("payload") if isinstance(event, dict) else None
+        if isinstance(payload, dict):
+            for name in sorted(payload):
+                entity = payload[name].get("entity") if isinstance(payload[name], dict) else None
+                if isinstance(entity, dict) and isinstance(entity.get("id"), str):
+                    key = f"{doc.get('event')}:{name}:{entity['id']}:{entity.get('status', '')}"
+                    break
+        if not key:
+            key = f"{doc.get('event')}:sha256:{hashlib.sha256((doc.get('body') or '').encode()).hexdigest()}"
+        if key in seen or db["webhook_events"].find_one({"dedupe_key": key}, {"_id": 1}) is not None:
+            key = f"{key}:dup:{doc['_id']}"
+        seen.add(key)
+        db["webhook_events"].update_one({"_id": doc["_id"]}, {"$set": {"dedupe_key": key}})
+        keyed += 1
+    ctx.log(f"webhook_events: {keyed} given their body's dedupe key")
+
+
+def _webhook_dedupe_keys_down(db: Database, ctx: Context) -> None:
+    # The index is dropped by the step; the code before v13 ignores the field, which stays.
+    ctx.log("webhook_events: dedupe_key left in place (ignored by the code before v13)")
+
+
 
 STEPS: list[Step] = [
     Step(1, "base: stores, catalogue, orders, reliability",
@@ -236,6 +276,9 @@ STEPS: list[Step] = [
     Step(12, "sessions: role and store held by the session; every rotated-away refresh token remembered",
          collections=("refresh_tokens_spent",),
          data_up=_session_authority, data_down=_session_authority_down),
+    Step(13, "webhook events: deduplicated on what the signed body says, not only the event-id header",
+         indexes=(index("webhook_events", "dedupe_key", unique=True),),
+         data_up=_webhook_dedupe_keys, data_down=_webhook_dedupe_keys_down),
 ]
 
 

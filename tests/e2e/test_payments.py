@@ -386,3 +386,17 @@ def test_a_signed_payment_event_the_gateway_does_not_bear_out_moves_nothing(stac
     assert _verify(customer, paid).status_code == 202
     _wait(customer, order_id, "confirmed")
     assert _captures(stack, paid["razorpay_payment_id"]) == 1
+
+
+def test_a_signed_body_re_posted_under_a_new_event_id_is_a_duplicate(stack) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 10: the x-razorpay-event-id header is outside the signature."""
+    body = json.dumps({"entity": "event", "event": "payment.failed", "payload": {"payment": {"entity": {
+        "id": f"pay_{uuid.uuid4().hex[:14]}", "entity": "payment", "order_id": "order_none", "status": "failed"}}}}
+    ).encode()
+    signature = _sign(stack.cfg.razorpay_webhook_secret, body)
+    first, second = (f"evt_{uuid.uuid4().hex[:14]}" for _ in range(2))
+
+    answers = [_post_webhook(stack, body, signature, event_id).json()["status"] for event_id in (first, second)]
+
+    assert answers == ["accepted", "duplicate"]
+    assert stack.db[payments.WEBHOOK_EVENTS].count_documents({"_id": {"$in": [first, second]}}) == 1

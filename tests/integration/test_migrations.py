@@ -325,7 +325,7 @@ def test_v12_gives_open_sessions_their_accounts_role_and_store_and_remembers_the
         {"_id": "ses_orphan", "user_id": "u9", "refresh_hash": tokens._hash("o"), "expires_at_ms": 2**40},
     ])
 
-    assert _runner(bare).up() == [12]
+    assert _runner(bare).up(to=12) == [12]
 
     found = {s["_id"]: s for s in bare["sessions"].find({})}
     assert (found["ses_owner"]["role"], found["ses_owner"]["store_id"]) == ("store_owner", "s1")
@@ -335,3 +335,30 @@ def test_v12_gives_open_sessions_their_accounts_role_and_store_and_remembers_the
     assert runner.validate(bare) == []
     assert _runner(bare, backup=lambda d: "a backup").down(to=11) == [12]
     assert tokens.SPENT not in bare.list_collection_names()
+
+
+def test_v13_keys_stored_webhook_events_by_their_body_and_makes_the_key_unique(bare: Database) -> None:
+    import json
+
+    from kirana import webhooks
+
+    _runner(bare).up(to=12)
+    body = json.dumps({"event": "payment.captured", "payload": {"payment": {"entity": {"id": "pay_1",
+                                                                                       "status": "captured"}}}})
+    bare["webhook_events"].insert_many([
+        {"_id": "evt_1", "event": "payment.captured", "body": body, "status": "handled", "received_at_ms": 1},
+        # The same body re-posted under another id before v13: stored twice then.
+        {"_id": "evt_2", "event": "payment.captured", "body": body, "status": "handled", "received_at_ms": 2},
+        {"_id": "evt_3", "event": "account.updated", "body": "{}", "status": "ignored", "received_at_ms": 3},
+    ])
+
+    assert _runner(bare).up() == [13]
+
+    keys = {d["_id"]: d["dedupe_key"] for d in bare["webhook_events"].find({})}
+    fresh = webhooks.prepare(body.encode(), "evt_new")
+    assert keys["evt_1"] == fresh["dedupe_key"]  # what the code of v13 computes for the same body
+    assert keys["evt_2"] == f"{fresh['dedupe_key']}:dup:evt_2"
+    assert keys["evt_3"].startswith("account.updated:sha256:")
+    assert webhooks.store(bare, body.encode(), "evt_new") == ("evt_new", False)
+    assert runner.validate(bare) == []
+    assert _runner(bare).down(to=12) == [13]

@@ -47,3 +47,23 @@ def test_a_batch_read_at_once_is_handled_like_one_by_one(database) -> None:  # t
     statuses = {d["_id"]: (d["status"], d.get("outcome")) for d in database[webhooks.EVENTS].find({})}
     assert statuses == {"evt_1": ("handled", "unknown_payment"), "evt_2": ("handled", "unknown_payment"),
                         "evt_3": ("handled", "unknown_payment"), "evt_ignored": ("ignored", "ignored")}
+
+
+def test_the_same_signed_body_under_a_new_event_id_is_a_duplicate(database) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 10: the event-id header is not signed; what the body says is."""
+    captured = json.dumps({"event": "payment.captured", "payload": {"payment": {"entity": {
+        "id": "pay_x", "status": "captured"}}}}).encode()
+    failed = json.dumps({"event": "payment.failed", "payload": {"payment": {"entity": {
+        "id": "pay_x", "status": "failed"}}}}).encode()
+
+    assert webhooks.store(database, captured, "evt_a") == ("evt_a", True)
+    assert webhooks.store(database, captured, "evt_b") == ("evt_b", False)  # re-posted under a new id
+    docs = [webhooks.prepare(b, i) for b, i in ((captured, "evt_c"), (failed, "evt_d"), (failed, "evt_e"))]
+    assert webhooks.store_many(database, docs) == [False, True, False]
+    assert sorted(d["_id"] for d in database[webhooks.EVENTS].find({}, {"_id": 1})) == ["evt_a", "evt_d"]
+
+
+def test_a_body_naming_no_entity_is_keyed_by_its_own_bytes() -> None:
+    one = webhooks.prepare(b'{"event": "account.updated", "payload": {}}', "evt_1")
+    two = webhooks.prepare(b'{"event": "account.updated", "payload": {"x": 1}}', "evt_2")
+    assert one["dedupe_key"].startswith("account.updated:sha256:") and one["dedupe_key"] != two["dedupe_key"]
