@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, jsonify, request
 
 from api import schemas
@@ -59,11 +61,17 @@ def methods() -> Response:
     return jsonify({"items": items})
 
 
+_TOKEN_ID = re.compile(r"token_[A-Za-z0-9]{1,40}")
+
+
 @bp.delete("/payment-methods/<token_id>")
 @requires("payments:pay")
 @documented(ok={204: None}, tags=("payments",))
 def forget(token_id: str) -> tuple[str, int]:
     """Forget a saved card."""
+    if not _TOKEN_ID.fullmatch(token_id):
+        # Checked before it becomes part of the gateway's URL ("../", "?", "%2F" ...).
+        raise Problem(404, "not-found", "Not Found", f"no saved payment method {token_id!r}")
     customer = _customer_id()
     if customer is None:
         raise Problem(404, "not-found", "Not Found", f"no saved payment method {token_id!r}")

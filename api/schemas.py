@@ -17,6 +17,8 @@ from kirana.config import settings
 from kirana.orders import NewOrder, OrderItem, PaymentMethod
 
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+# No ":" in a store id: a product's id is "<store>:<sku>" (kirana.stock.product_id).
+StoreId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
 
 
@@ -52,7 +54,7 @@ class OrderIn(BaseModel):
     """The customer is the token's user, never a field of the body."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    store_id: Ident
+    store_id: StoreId
     items: Annotated[list[ItemIn], Field(min_length=1)]
     payment_method: Literal["cod", "upi", "card", "netbanking", "token"]
     # The saved card to pay with, when payment_method is "token".
@@ -108,6 +110,9 @@ def json_body(request: Request) -> Any:
     except json.JSONDecodeError as exc:
         raise Problem(400, "malformed-json", "Malformed JSON",
                       f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        # 60 KB of "[" fits the size limit and nests past Python's recursion limit.
+        raise Problem(400, "malformed-json", "Malformed JSON", "the body nests too deeply") from None
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -175,7 +180,7 @@ class SmsCodeIn(_Body):
 
 class RoleIn(_Body):
     role: Literal["customer", "store_owner", "store_staff", "rider", "ops", "admin"]
-    store_id: Ident | None = None
+    store_id: StoreId | None = None
 
 
 class _Query(BaseModel):
@@ -185,7 +190,8 @@ class _Query(BaseModel):
 
 
 Limit = Annotated[int, Field(ge=1, le=200)]
-Offset = Annotated[int, Field(ge=0, le=10_000_000)]
+# Deep offsets cost a scan of everything skipped: past this, filter (since/until, category) instead.
+Offset = Annotated[int, Field(ge=0, le=10_000)]
 Filter = Annotated[str, StringConstraints(max_length=64)]
 
 
@@ -275,7 +281,7 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=120, strip_whi
 
 
 class ProductIn(_Body):
-    store_id: Ident | None = None  # store roles: their own store by default
+    store_id: StoreId | None = None  # store roles: their own store by default
     sku: Sku
     name: Label
     brand: Label | None = None
@@ -332,6 +338,7 @@ class SearchQuery(_Query):
     sort: Literal["relevance", "price_asc", "price_desc", "popularity"] = "relevance"
     page: Annotated[int, Field(ge=1, le=1000)] = 1
     per_page: Annotated[int, Field(ge=1, le=100)] = 20
+
 
     @field_validator("in_stock", mode="before")
     @classmethod

@@ -18,10 +18,16 @@ bp = Blueprint("search", __name__, url_prefix="/api/v1/search")
 
 @bp.get("")
 @requires("products:read")
-@documented(query=schemas.SearchQuery, ok={200: responses.SearchResults}, tags=("search",))
+@documented(query=schemas.SearchQuery, ok={200: responses.SearchResults}, errors=(422,), tags=("search",))
 def results() -> Response:
     """Search the catalog: ranked, filtered and faceted; typos, partial words and synonyms match."""
     q = schemas.parse_query(request, schemas.SearchQuery)
+    if not q.q.strip() and not q.store_id:
+        # Without words every product is a candidate: one store's catalogue is a browse; the
+        # whole index (every store's) read per request is not.
+        message = "give q (what to search for) or store_id (to browse one store)"
+        raise Problem(422, "validation-error", "Query is incomplete", message,
+                      errors=[{"field": "q", "message": message, "type": "missing"}])
     filters = search.Filters(store_id=q.store_id, category=q.category, brand=q.brand, min_price=q.min_price,
                              max_price=q.max_price, in_stock=q.in_stock)
     found = search.search(db.database(), q.q, filters, sort=q.sort, page=q.page, per_page=q.per_page)

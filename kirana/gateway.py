@@ -95,10 +95,16 @@ def _hex_hmac(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+def _bytes(signature: str) -> bytes:
+    # compare_digest refuses a str with non-ASCII characters (a TypeError, a 500): compare bytes,
+    # and any such signature is simply wrong.
+    return signature.encode("utf-8", "surrogatepass")
+
+
 def checkout_signature_valid(key_secret: str, rzp_order_id: str, rzp_payment_id: str, signature: str) -> bool:
     """Razorpay Checkout's signature: HMAC-SHA256 of "order_id|payment_id" with the key secret."""
     expected = _hex_hmac(key_secret, f"{rzp_order_id}|{rzp_payment_id}".encode())
-    return hmac.compare_digest(expected, signature)
+    return hmac.compare_digest(expected.encode(), _bytes(signature))
 
 
 def webhook_signature_valid(secrets: Iterable[str], body: bytes, signature: str) -> bool:
@@ -107,5 +113,5 @@ def webhook_signature_valid(secrets: Iterable[str], body: bytes, signature: str)
     for secret in secrets:
         if secret:
             # No early exit: every secret is tried, so timing says nothing about which matched.
-            valid |= hmac.compare_digest(_hex_hmac(secret, body), signature)
+            valid |= hmac.compare_digest(_hex_hmac(secret, body).encode(), _bytes(signature))
     return valid

@@ -32,7 +32,7 @@ def prepare(body: bytes, event_id: str | None) -> dict[str, Any]:
     """The document to store for a webhook body. Raises BadEvent for a body that is not an event."""
     try:
         event = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise BadEvent("the body is not JSON") from None
     if not isinstance(event, dict) or not isinstance(event.get("event"), str):
         raise BadEvent("the body is not a Razorpay event")

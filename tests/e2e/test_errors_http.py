@@ -49,6 +49,8 @@ CASES = [
     ("blank sku", lambda: _with(items=[{"sku": "", "qty": 1}]), 422, "items.0.sku"),
     ("body is a list", lambda: [_valid()], 422, None),
     ("customer in the body", lambda: _with(customer_id="someone-else"), 422, "customer_id"),
+    # A product id is "<store>:<sku>": a store id with ":" could name another store's product.
+    ("store id with a colon", lambda: _with(store_id="store-blr-indiranagar:AASHIRVAAD"), 422, "store_id"),
 ]
 
 
@@ -99,7 +101,8 @@ def test_an_overlong_idempotency_key_is_400(customer) -> None:  # type: ignore[n
     assert resp.status_code == 400 and resp.json()["type"] == "/problems/invalid-idempotency-key"
 
 
-@pytest.mark.parametrize("query", [{"limit": "abc"}, {"limit": 0}, {"limit": 201}, {"offset": -1}])
+@pytest.mark.parametrize("query", [{"limit": "abc"}, {"limit": 0}, {"limit": 201}, {"offset": -1},
+                                   {"offset": 10_001}])
 def test_bad_paging_of_products_is_400(customer, query) -> None:  # type: ignore[no-untyped-def]
     resp = customer.http.get(customer.url("/api/v1/products"), params=query, timeout=10)
     assert resp.status_code == 400 and resp.headers["Content-Type"] == PROBLEM
@@ -111,3 +114,43 @@ def test_unknown_routes_and_methods_answer_in_the_same_format(customer) -> None:
     assert (missing.status_code, wrong.status_code) == (404, 405)
     assert missing.headers["Content-Type"] == wrong.headers["Content-Type"] == PROBLEM
     assert "POST" in wrong.headers["Allow"]
+
+
+def test_json_nested_past_the_recursion_limit_is_400_not_a_500(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 11: 60 KB of "[" fits the size limit and used to be a 500 with a traceback."""
+    resp = _raw(customer, b"[" * 60_000, "application/json")
+    assert resp.status_code == 400 and resp.headers["Content-Type"] == PROBLEM, resp.text[:300]
+    assert resp.json()["detail"] == "the body nests too deeply"
+
+
+def test_a_webhook_nested_too_deeply_or_signed_in_non_ascii_is_400(stack) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+    import hmac
+
+    import requests
+
+    url = stack.url("/webhooks/razorpay")
+    deep = b"[" * 60_000
+    signed = hmac.new(stack.cfg.razorpay_webhook_secret.encode(), deep, hashlib.sha256).hexdigest()
+    nested = requests.post(url, data=deep, timeout=10,
+                           headers={"Content-Type": "application/json", "X-Razorpay-Signature": signed})
+    odd = requests.post(url, data=b'{"event": "payment.captured"}', timeout=10,
+                        headers={"Content-Type": "application/json", "X-Razorpay-Signature": b"\xc3\xa9t\xc3\xa9"})
+
+    assert nested.status_code == 400 and nested.headers["Content-Type"] == PROBLEM, nested.text[:300]
+    assert odd.status_code == 400 and odd.headers["Content-Type"] == PROBLEM, odd.text[:300]
+
+
+def test_search_without_words_needs_a_store_and_browses_only_that_one(customer) -> None:  # type: ignore[no-untyped-def]
+    everything = customer.http.get(customer.url("/api/v1/search"), timeout=10)
+    one_store = customer.http.get(customer.url("/api/v1/search"), params={"store_id": "store-blr-indiranagar"},
+                                  timeout=10)
+    assert everything.status_code == 422 and everything.headers["Content-Type"] == PROBLEM
+    assert [e["field"] for e in everything.json()["errors"]] == ["q"]
+    assert one_store.status_code == 200
+
+
+@pytest.mark.parametrize("token_id", ["abc", "token_", "token_x%3Fcount%3D100", "token_a.b", "..%2Ftokens"])
+def test_a_saved_card_id_is_checked_before_it_reaches_the_gateway(customer, token_id) -> None:  # type: ignore[no-untyped-def]
+    resp = customer.http.delete(customer.url(f"/api/v1/payment-methods/{token_id}"), timeout=10)
+    assert resp.status_code == 404 and resp.headers["Content-Type"] == PROBLEM
