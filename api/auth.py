@@ -269,7 +269,8 @@ def sms_code() -> tuple[Response, int]:
         problem.headers = {"Retry-After": str(exc.retry_after_s)}
         raise problem from None
     # A fresh key per code: each request is its own message.
-    notification_tasks.trigger(user.id, "login_otp", {"code": code, "minutes": cfg.sms_otp_ttl_s // 60},
+    ref = two_factor.stash_sms_code(redis_conn.client(), code, ttl_s=cfg.sms_otp_ttl_s)
+    notification_tasks.trigger(user.id, "login_otp", {"code_ref": ref, "minutes": cfg.sms_otp_ttl_s // 60},
                                key=f"otp:{user.id}:{uuid.uuid4().hex}")
     _audit("2fa.sms_code_sent", actor=user.id)
     return jsonify({"status": "sent", "expires_in": cfg.sms_otp_ttl_s}), 202

@@ -6,14 +6,15 @@ from typing import Any
 
 import pymongo.errors
 import redis.exceptions
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from api.contract import documented
 from api.problems import Problem
 from api.responses import Healthy, Ready
-from api.security import public
+from api.security import bearer_principal, public
 from kirana import db, liveness, redis_conn, search
 from kirana.config import settings
+from kirana.permissions import allowed
 from tasks.queues import DELIVERY
 from workers.pools import POOLS
 
@@ -35,7 +36,7 @@ def healthz() -> Response:
 @public
 @documented(ok={200: Ready}, tags=("operations",))
 def readyz() -> Response:
-    """MongoDB and Redis answer and every pool has a live worker (503 otherwise)."""
+    """MongoDB and Redis answer and every pool has a live worker (503 otherwise); the details only for ops."""
     checks: dict[str, Any] = {}
     reasons: list[str] = []
     try:
@@ -63,9 +64,25 @@ def readyz() -> Response:
         reasons.append("redis does not answer")
     if checks.get("mongodb") == "ok" and checks.get("redis") == "ok":
         checks["search"] = _search_detail()
+    if not _for_ops():
+        # Anonymous callers (load balancers, probes, anyone) learn ready or not; pool names,
+        # worker counts and the index's figures are for ops.
+        if reasons:
+            raise Problem(503, "not-ready", "Not ready", "a dependency or a worker pool is down")
+        return jsonify({"status": "ready", "checks": {}})
     if reasons:
         raise Problem(503, "not-ready", "Not ready", "; ".join(reasons), checks=checks)
     return jsonify({"status": "ready", "checks": checks})
+
+
+def _for_ops() -> bool:
+    """An ops or admin access token came with the request (a bad or missing one is not an error here)."""
+    if not request.headers.get("Authorization"):
+        return False
+    try:
+        return allowed(bearer_principal(), "audit:read")  # ops and admin, past their second factor
+    except Problem:
+        return False
 
 
 def _search_detail() -> dict[str, Any] | str:

@@ -330,6 +330,30 @@ def issue_sms_code(db: Database, r: redis.Redis, user_id: str, *, per_window: in
     return code
 
 
+OTP_REF_PREFIX = "kirana:otp"
+
+
+def stash_sms_code(r: redis.Redis, code: str, *, ttl_s: int) -> str:
+    """Keep `code` for its sender under a random reference, for as long as it is valid.
+
+    The notification task is given the reference, never the code: task arguments are shown by
+    Flower and kept by the outbox and dead letters. The reference is useless once the code expires.
+    """
+    ref = secrets.token_urlsafe(16)
+    r.set(f"{OTP_REF_PREFIX}:{ref}", code, ex=ttl_s)
+    return ref
+
+
+def stashed_sms_code(r: redis.Redis, ref: str) -> str | None:
+    """The code a reference stands for, or None once it expired or was forgotten."""
+    raw = r.get(f"{OTP_REF_PREFIX}:{ref}")
+    return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def forget_stashed_sms_code(r: redis.Redis, ref: str) -> None:
+    r.delete(f"{OTP_REF_PREFIX}:{ref}")
+
+
 def verify_sms_code(db: Database, user_id: str, code: str, *, now: float | None = None,
                     max_attempts: int = 5) -> None:
     """Accept the user's current SMS code once; InvalidCode if wrong, expired, used or burned.

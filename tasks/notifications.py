@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from kirana import db, notifications, outbox, providers, redis_conn
+from kirana import db, notifications, outbox, providers, redis_conn, two_factor
 from kirana.config import settings
 from tasks.app import app
 from tasks.base import TRANSIENT, KiranaTask
@@ -16,6 +17,8 @@ class NotificationTask(KiranaTask):
     autoretry_for = (*TRANSIENT, notifications.SendFailed)
 
 
+log = logging.getLogger(__name__)
+
 # A notification planned due now is stored leased to the run that sends it, for this long.
 SEND_LEASE_MS = 60_000
 
@@ -26,7 +29,18 @@ def notify(user_id: str, event: str, params: dict[str, Any], key: str) -> int:
     user = database["users"].find_one({"_id": user_id})
     if user is None:
         return 0
+    ref = params.get("code_ref") if event in notifications.SECRET else None
+    if ref is not None:
+        # The code itself never travels in the task's arguments (kirana.two_factor.stash_sms_code).
+        code = two_factor.stashed_sms_code(redis_conn.client(), str(ref))
+        if code is None:
+            log.warning("one-time code for %s expired before it could be sent", user_id)
+            return 0
+        params = {k: v for k, v in params.items() if k != "code_ref"} | {"code": code}
     planned = notifications.plan(database, user, event, params, key=key, lease_ms=SEND_LEASE_MS)
+    if ref is not None:
+        # Stored with its notification now (a retry sends that); the body is blanked once sent.
+        two_factor.forget_stashed_sms_code(redis_conn.client(), str(ref))
     _send_planned(planned)
     return len(planned)
 

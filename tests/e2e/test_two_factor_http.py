@@ -112,3 +112,34 @@ def test_sms_codes_are_rate_limited(stack) -> None:  # type: ignore[no-untyped-d
 
     assert [a.status_code for a in answers] == [202] * stack.cfg.sms_otp_per_window + [429]
     assert int(answers[-1].headers["Retry-After"]) > 0
+
+
+def test_the_sms_code_travels_to_the_worker_by_reference_never_in_the_tasks_arguments(stack) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 12: task arguments are shown by Flower and kept by the outbox and dead letters."""
+    import base64
+    import json
+
+    from kirana import redis_conn, two_factor
+
+    phone = f"+9197{uuid.uuid4().int % 10**8:08d}"
+    client = stack.user(Role.CUSTOMER, phone=phone, two_factor=True)
+    r = redis_conn.client()
+    worker = stack.workers["notifications"]
+    worker.stop()  # the message waits in its queue, where Flower would show its arguments
+    try:
+        asked = requests.post(stack.url("/api/v1/auth/2fa/sms"), json={"email": client.email, "password": PASSWORD},
+                              timeout=10)
+        assert asked.status_code == 202
+        waiting = [json.loads(m) for m in r.lrange("notifications", 0, -1)]
+        mine = [m for m in waiting if m["headers"]["task"] == "notifications.notify"
+                and json.loads(base64.b64decode(m["body"]))[0][0] == client.user_id]
+        assert len(mine) == 1
+        args = json.loads(base64.b64decode(mine[0]["body"]))[0]
+        assert set(args[2]) == {"code_ref", "minutes"}
+        code = two_factor.stashed_sms_code(r, args[2]["code_ref"])
+        assert code is not None and code not in json.dumps(mine[0])
+    finally:
+        worker.start()
+    assert _sms_in_sandbox(stack, phone) == code
+    assert two_factor.stashed_sms_code(r, args[2]["code_ref"]) is None  # forgotten once stored with its SMS
+    assert _login(stack, client.email, sms_code=code).status_code == 200
