@@ -32,8 +32,14 @@ def leaderboard(scope: str, scope_id: str, period: str) -> Response:
     limit = parse_query(request, BoardQuery).limit
     if not loyalty.known_scope(db.database(), scope, scope_id):
         raise Problem(404, "not-found", "Not Found", f"no {scope} {scope_id!r}")
-    return jsonify(loyalty.board_view(db.database(), _boards(), scope, scope_id, period, limit=limit,
-                                      now_ms=now_ms(), margin_ms=settings().leaderboard_refresh_margin_s * 1000))
+    view = loyalty.board_view(db.database(), _boards(), scope, scope_id, period, limit=limit, now_ms=now_ms(),
+                              margin_ms=settings().leaderboard_refresh_margin_s * 1000)
+    # Everyone signed in reads boards: no customer's id on them, only a display name, a masked
+    # member tag and whether the entry is the reader's own.
+    me = principal().user_id
+    view["entries"] = [{"rank": e["rank"], "name": e["name"], "member": loyalty.masked_id(e["customer_id"]),
+                        "you": e["customer_id"] == me, "points": e["points"]} for e in view["entries"]]
+    return jsonify(view)
 
 
 @bp.get("/customers/me/loyalty")

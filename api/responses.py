@@ -422,8 +422,9 @@ Period = Literal["day", "week", "month", "all"]
 
 class BoardEntry(_Out):
     rank: int
-    customer_id: str
     name: str
+    member: str = Field(description="a masked tag of the account (never its id)")
+    you: bool = Field(description="this entry is the reader's own")
     points: int
 
 

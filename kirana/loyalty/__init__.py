@@ -83,6 +83,11 @@ def display_names(db: Database, user_ids: list[str]) -> dict[str, str]:
     return names
 
 
+def masked_id(user_id: str) -> str:
+    """A short tag that tells board entries apart without naming the account ("…7Q2F")."""
+    return "…" + user_id[-4:]
+
+
 def known_scope(db: Database, scope: str, scope_id: str) -> bool:
     """Whether a board's store or city exists: a read must not create boards for made-up ids."""
     if scope == "store":

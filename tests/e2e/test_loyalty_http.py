@@ -73,9 +73,13 @@ def test_a_confirmed_cod_order_earns_points_seen_at_the_api_and_on_the_boards(st
     rider = stack.user(Role.RIDER)  # everyone may read a board
     board = rider.http.get(rider.url(f"/api/v1/leaderboards/city/{CITY}/week?limit=100"), timeout=10)
     assert board.status_code == 200, board.text
-    entry = next(e for e in board.json()["entries"] if e["customer_id"] == customer.user_id)
-    assert entry["points"] == mine["balance"]
+    own = customer.http.get(customer.url(f"/api/v1/leaderboards/city/{CITY}/week?limit=100"), timeout=10).json()
+    entry = next(e for e in own["entries"] if e["you"])
+    assert entry["points"] == mine["balance"] and entry["member"] == "…" + customer.user_id[-4:]
     assert "@" not in entry["name"]  # never the customer's email address
+    # Issue 20, item 12: no reader sees a customer's id on a board.
+    assert not any(e["you"] for e in board.json()["entries"])
+    assert customer.user_id not in board.text and "customer_id" not in board.text
 
 
 def test_redeemed_points_lower_the_total_and_a_cancel_gives_them_back(stack, customer) -> None:  # type: ignore[no-untyped-def]
