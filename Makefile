@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt c
 # celery-exporter pins older redis and prometheus-client: its own virtualenv.
 EXPORTER_VENV  := .venv-exporter
 EXPORTER_STAMP := $(EXPORTER_VENV)/.installed-$(shell cksum < deploy/exporter-constraints.txt | cut -d' ' -f1)
+# bandit and pip-audit: their own virtualenv, pinned apart from the product's.
+SECURITY_VENV  := .venv-security
+SECURITY_STAMP := $(SECURITY_VENV)/.installed-$(shell cksum < deploy/security-constraints.txt | cut -d' ' -f1)
 
 IMAGE   ?= kirana:latest
 COMPOSE_PROD := docker compose -f docker-compose.prod.yml
@@ -23,7 +26,7 @@ KUBE_CONTEXT   ?=
 .PHONY: help install exporter tools \
         run stop logs seed fmt \
         test test-unit test-e2e check-deploy chaos fuzz demo bench soak bench-engine coverage \
-        lint \
+        lint security \
         build k8s \
         docker-up docker-down docker-logs docker-ps \
         db-migrate db-status db-indexes db-backup db-restore db-validate db-backup-verify \
@@ -43,6 +46,12 @@ $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(SECURITY_STAMP):
+	$(PYTHON) -m venv $(SECURITY_VENV)
+	$(SECURITY_VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/security-constraints.txt
+	rm -f $(SECURITY_VENV)/.installed-*
 	touch $@
 
 $(EXPORTER_STAMP):
@@ -135,6 +144,9 @@ coverage: install exporter ## the coverage table of the last make test (or a new
 
 ##@ Lint
 
+security: $(SECURITY_STAMP) ## bandit (new findings past deploy/bandit-baseline.json) and pip-audit of constraints.txt; docs/security-scan.md
+	$(SECURITY_VENV)/bin/python deploy/security_scan.py
+
 lint: install ## ruff, and deploy/k8s/workers.yaml up to date with the pool table
 	$(VENV)/bin/ruff check .
 	$(PY) -m workers.k8s --check
@@ -225,7 +237,7 @@ lock: install ## re-pin constraints.txt from what is installed
 	  echo "# Regenerate with: make lock"; $(VENV)/bin/pip freeze --exclude-editable; } > constraints.txt
 
 clean: ## remove the virtualenvs and local data
-	rm -rf $(VENV) $(EXPORTER_VENV) var .pytest_cache .ruff_cache .coverage-data
+	rm -rf $(VENV) $(EXPORTER_VENV) $(SECURITY_VENV) var .pytest_cache .ruff_cache .coverage-data
 
 clean-docker: ## remove the development containers AND their data volumes
 	docker compose down -v
