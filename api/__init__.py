@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import (
@@ -51,6 +52,11 @@ def create_app() -> Flask:
     problems.register(app)
     metrics.instrument(app)  # before security.enforce, so refused requests are timed and counted too
     app.before_request(security.enforce)
+    origins = [o.strip() for o in cfg.cors_allowed_origins.split(",") if o.strip()]
+    if origins:
+        # Only the listed origins, never "*"; tokens travel in the Authorization header, not cookies.
+        CORS(app, origins=origins, supports_credentials=False, expose_headers=["Retry-After", "Location"],
+             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"], max_age=600)
     app.register_blueprint(health.bp)
     app.register_blueprint(orders.bp)
     app.register_blueprint(products.bp)

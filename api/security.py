@@ -68,6 +68,10 @@ def enforce() -> None:
     """before_request: authenticate and authorize against the route's declaration."""
     if request.endpoint is None:  # no such route or method: let routing answer 404/405
         return
+    if request.method == "OPTIONS":
+        # A CORS preflight carries no credentials; Flask's automatic answer holds no data, and
+        # flask-cors adds the allow headers only for CORS_ALLOWED_ORIGINS.
+        return
     permission = declared_permission(request.endpoint)
     if permission is None:
         raise Problem(403, "forbidden", "Forbidden", "this route declares no permission, so nobody may use it")

@@ -53,6 +53,9 @@ class Settings:
     # JSON log lines (kirana/logs.py) at this level, from the API, workers, beat and the relay.
     log_level: str = "INFO"
 
+    # Browser origins allowed to call the API (CORS), comma-separated, e.g. "https://shop.example";
+    # empty: no cross-origin access at all (apps and servers need none).
+    cors_allowed_origins: str = ""
     # Proxies in front of the API whose X-Forwarded-For/-Proto are trusted (werkzeug's ProxyFix);
     # 0: none, the connection's peer is the client. Behind nginx alone: 1.
     trusted_proxy_hops: int = 0
