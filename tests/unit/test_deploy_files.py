@@ -137,8 +137,24 @@ def test_given_prod_compose_then_mongo_is_a_replica_set() -> None:
     assert flag(svcs["mongo"]["command"], "--replSet") == "rs0"
     assert "rs.initiate(" in svcs["mongo-init"]["command"][-1]
     for name, svc in app_services(svcs).items():
-        assert svc["environment"]["MONGO_URL"].endswith("?replicaSet=rs0"), name
+        assert "?replicaSet=rs0&authSource=admin" in svc["environment"]["MONGO_URL"], name
         assert svc["depends_on"]["mongo-init"]["condition"] == "service_completed_successfully", name
+
+
+def test_given_prod_compose_then_mongodb_requires_authentication_and_kirana_has_its_own_user() -> None:
+    """Issue 20: MongoDB in the prod compose runs with authentication; the init container makes the users."""
+    svcs = services("docker-compose.prod.yml")
+    mongo = svcs["mongo"]
+    assert "--auth" in mongo["command"] and flag(mongo["command"], "--keyFile") == "/data/keyfile"
+    assert mongo["environment"]["MONGO_INITDB_ROOT_PASSWORD"].startswith("${MONGO_ROOT_PASSWORD:?")
+    assert "/run/secrets/mongo_keyfile" in mongo["entrypoint"][2] and "mongo_keyfile" in mongo["secrets"]
+    init = svcs["mongo-init"]["command"][-1]
+    assert "createUser" in init and 'role: "readWrite", db: process.env.MONGO_DB' in init
+    assert '-u "$$MONGO_ROOT_USER"' in init
+    for name, svc in app_services(svcs).items():
+        assert svc["environment"]["MONGO_URL"].startswith(
+            "mongodb://kirana:${MONGO_APP_PASSWORD:?set MONGO_APP_PASSWORD}@mongo:27017/"), name
+    assert "exporter:${MONGO_EXPORTER_PASSWORD:?" in svcs["mongodb-exporter"]["command"][0]
 
 
 def test_given_prod_compose_then_services_restart_are_limited_and_logs_rotate() -> None:
@@ -352,3 +368,13 @@ def test_given_prod_compose_then_the_api_trusts_exactly_nginx_for_the_client_add
             assert "TRUSTED_PROXY_HOPS" not in svc["environment"], name
     conf = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
     assert "proxy_set_header X-Forwarded-For   $proxy_add_x_forwarded_for;" in conf
+
+
+def test_given_nginx_conf_then_auth_routes_are_rate_limited_and_sockets_capped_per_address() -> None:
+    conf = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
+    assert "limit_req_zone $binary_remote_addr zone=kirana_auth:10m rate=10r/m;" in conf
+    auth = conf.split("location ~ ^/api/v1/auth/(login|register|refresh|2fa) {", 1)[1].split("}", 1)[0]
+    assert "limit_req zone=kirana_auth burst=5 nodelay;" in auth and "proxy_pass http://kirana_api;" in auth
+    ws = conf.split("location /ws/ {", 1)[1].split("}", 1)[0]
+    assert "limit_conn kirana_ws_per_addr 20;" in ws
+    assert "limit_req_status 429;" in conf and "limit_conn_status 429;" in conf
