@@ -196,12 +196,22 @@ def change_password() -> tuple[str, int]:
 
 @bp.post("/2fa/enroll")
 @requires("account:self")
-@documented(ok={200: out.EnrolmentOut}, errors=(409,), tags=("auth",))
+@documented(body=schemas.EnrolIn, body_optional=True, ok={200: out.EnrolmentOut}, errors=(403, 409),
+            tags=("auth",))
 def enroll() -> Response:
-    """Start two-factor enrolment (TOTP)."""
+    """Start two-factor enrolment (TOTP); roles that require it also send an admin-issued enrolment token."""
+    body = schemas.parse_body(request, schemas.EnrolIn) if request.content_length else schemas.EnrolIn()
     current = principal()
     database = db.database()
     user = accounts.get(database, current.user_id)
+    # A password alone must not let its holder enrol their own authenticator on a privileged
+    # account: the token comes from an admin, out of band, and works once.
+    if (user.role in TWO_FACTOR_REQUIRED and not two_factor.is_enabled(database, user.id)
+            and not (body.enrolment_token and two_factor.take_enrolment_token(database, user.id,
+                                                                             body.enrolment_token))):
+        _audit("2fa.enrolment_refused", actor=user.id, target=user.id, reason="enrolment_token")
+        raise Problem(403, "enrolment-token-required", "Enrolment token required",
+                      f"the {user.role} role enrols two-factor with a one-time token from an admin")
     try:
         enrolment = two_factor.begin_enrolment(database, user.id, user.email, issuer=settings().totp_issuer)
     except two_factor.AlreadyEnabled:
@@ -230,18 +240,34 @@ def confirm() -> Response:
 
 @bp.delete("/2fa")
 @requires("account:self")
-@documented(body=schemas.CodeIn, ok={204: None}, errors=(409,), tags=("auth",))
+@documented(body=schemas.RemoveTwoFactorIn, ok={204: None}, errors=(403, 409, 429), tags=("auth",))
 def remove() -> tuple[str, int]:
-    """Remove two-factor (not for roles that require it)."""
-    body = schemas.parse_body(request, schemas.CodeIn)
+    """Remove two-factor with the password and a current code (not for roles that require it)."""
+    body = schemas.parse_body(request, schemas.RemoveTwoFactorIn)
     current = principal()
     if current.role in TWO_FACTOR_REQUIRED:
         raise Problem(409, "two-factor-required-for-role", "Two-factor is required for this role",
                       f"the {current.role} role cannot remove two-factor")
     database = db.database()
+    user = accounts.get(database, current.user_id)
+    # A stolen access token alone must not strip the account's second factor: the password and a
+    # code, each failure counted toward the login lockout like a failed login.
+    r, cfg = redis_conn.client(), settings()
+    try:
+        login_guard.check(r, user.email, client_address())
+    except login_guard.LockedOut as exc:
+        raise _locked(exc) from None
+    try:
+        accounts.authenticate(database, user.email, body.password)
+    except accounts.BadCredentials:
+        login_guard.failed(r, user.email, client_address(), _limits(cfg))
+        _audit("2fa.remove_failed", actor=user.id, target=user.id, reason="bad_password")
+        raise Problem(403, "invalid-credentials", "Invalid credentials", "the password is wrong") from None
     try:
         two_factor.verify_totp(database, current.user_id, body.code)
     except two_factor.TwoFactorError:
+        login_guard.failed(r, user.email, client_address(), _limits(cfg))
+        _audit("2fa.remove_failed", actor=user.id, target=user.id, reason="bad_code")
         raise Problem(422, "invalid-two-factor-code", "Invalid two-factor code", "the code is wrong") from None
     two_factor.disable(database, current.user_id)
     _audit("2fa.removed", actor=current.user_id, target=current.user_id)

@@ -77,6 +77,8 @@ class Contract:
     ok: Mapping[int, Ok] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     tags: tuple[str, ...] = ()
+    # The body may be left out altogether (every field of `body` then takes its default).
+    body_optional: bool = False
 
 
 CONTRACT = "kirana_contract"
@@ -104,10 +106,11 @@ View = TypeVar("View", bound=Callable[..., Any])
 
 def documented(*, body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
                headers: type[BaseModel] | None = None, ok: Mapping[int, Ok] | None = None,
-               errors: Iterable[int] = (), tags: Iterable[str] = ()) -> Callable[[View], View]:
+               errors: Iterable[int] = (), tags: Iterable[str] = (),
+               body_optional: bool = False) -> Callable[[View], View]:
     """Put the route in the OpenAPI document (see the module docstring)."""
     contract = Contract(body=body, query=query, headers=headers, ok=dict(ok or {200: None}),
-                        errors=tuple(errors), tags=tuple(tags))
+                        errors=tuple(errors), tags=tuple(tags), body_optional=body_optional)
     models = {f"HTTP_{code}": model for code, model in contract.ok.items() if isinstance(model, type)}
     models.update({f"HTTP_{code}": Problem for code in contract.errors})
 
@@ -212,6 +215,7 @@ def build(app: Flask) -> dict[str, Any]:
                 if "requestBody" in operation:
                     operation["requestBody"]["content"]["application/json"]["schema"] = {
                         "$ref": model_ref(contract.body)} if contract.body else {}
+                    operation["requestBody"]["required"] = not contract.body_optional
     spec["security"] = [{BEARER: []}]
     return json.loads(json.dumps(spec))  # plain JSON types (spectree leaves enums in)
 

@@ -164,6 +164,13 @@ class EnrolmentOut(_Out):
     qr_png: str
 
 
+class EnrolmentTokenOut(_Out):
+    """A one-time two-factor enrolment token for a privileged user"""
+
+    enrolment_token: str
+    expires_in: int
+
+
 class RecoveryCodesOut(_Out):
     """Two-factor enabled: the one-time recovery codes"""
 

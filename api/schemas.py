@@ -178,6 +178,16 @@ class SmsCodeIn(_Body):
     password: Password
 
 
+class EnrolIn(_Body):
+    # Required for roles that must have two-factor: issued by an admin (POST /users/<id>/enrolment-token).
+    enrolment_token: Annotated[str, StringConstraints(min_length=8, max_length=128)] | None = None
+
+
+class RemoveTwoFactorIn(_Body):
+    password: Password
+    code: Code
+
+
 class RoleIn(_Body):
     role: Literal["customer", "store_owner", "store_staff", "rider", "ops", "admin"]
     store_id: StoreId | None = None

@@ -7,10 +7,11 @@ from flask import Blueprint, Response, jsonify, request
 from api import schemas
 from api.contract import documented
 from api.problems import Problem
-from api.responses import UserOut
+from api.responses import EnrolmentTokenOut, UserOut
 from api.security import client_address, principal, requires
-from kirana import accounts, audit, db, tokens
-from kirana.permissions import Role
+from kirana import accounts, audit, db, tokens, two_factor
+from kirana.config import settings
+from kirana.permissions import TWO_FACTOR_REQUIRED, Role
 from tasks import audit as audit_task
 
 bp = Blueprint("users", __name__, url_prefix="/api/v1/users")
@@ -38,3 +39,26 @@ def set_role(user_id: str) -> Response:
                                             "store_id": user.store_id, "sessions_revoked": revoked},
                                     ip=client_address()))
     return jsonify(user.view())
+
+
+@bp.post("/<user_id>/enrolment-token")
+@requires("users:manage")
+@documented(ok={201: EnrolmentTokenOut}, errors=(404, 409), tags=("auth",))
+def enrolment_token(user_id: str) -> tuple[Response, int]:
+    """A one-time token for a privileged user to enrol two-factor; hand it over out of band."""
+    database = db.database()
+    try:
+        user = accounts.get(database, user_id)
+    except accounts.UnknownUser:
+        raise Problem(404, "not-found", "Not Found", f"no user with id {user_id!r}") from None
+    if user.role not in TWO_FACTOR_REQUIRED:
+        raise Problem(409, "enrolment-token-not-needed", "No enrolment token needed",
+                      f"the {user.role} role enrols two-factor without one")
+    if two_factor.is_enabled(database, user_id):
+        raise Problem(409, "two-factor-already-enabled", "Two-factor already enabled",
+                      "the user has two-factor; it must be removed before a new enrolment")
+    ttl_s = settings().enrolment_token_ttl_s
+    token = two_factor.issue_enrolment_token(database, user_id, issued_by=principal().user_id, ttl_s=ttl_s)
+    audit_task.send(audit.new_event("2fa.enrolment_token_issued", actor=principal().user_id, target=user_id,
+                                    detail={"expires_in_s": ttl_s}, ip=client_address()))
+    return jsonify({"enrolment_token": token, "expires_in": ttl_s}), 201

@@ -108,6 +108,8 @@ class Settings:
     sms_otp_window_s: int = 600
     sms_otp_ttl_s: int = 300
     totp_issuer: str = "Kirana"
+    # How long an admin-issued two-factor enrolment token for a privileged account stays usable.
+    enrolment_token_ttl_s: int = 72 * 3600
 
     # Razorpay. The defaults are the local sandbox's; production sets real
     # keys and RAZORPAY_BASE_URL=https://api.razorpay.com.

@@ -150,6 +150,35 @@ def _matching_step(secret: str, code: str, now: float) -> int:
     return max(matches)
 
 
+ENROLMENT_TOKENS = "enrolment_tokens"
+
+
+def issue_enrolment_token(db: Database, user_id: str, *, issued_by: str, ttl_s: int,
+                          now: float | None = None) -> str:
+    """A one-time token an admin hands a privileged user (out of band) to enrol their authenticator.
+
+    Without it, a password alone would let whoever holds it enrol their own device on an ops or
+    admin account that has none yet. One per user: a new one replaces the last. Stored hashed.
+    """
+    at = _now(now)
+    token = secrets.token_urlsafe(24)
+    db[ENROLMENT_TOKENS].update_one(
+        {"_id": user_id},
+        {"$set": {"token_hash": hashlib.sha256(token.encode()).hexdigest(), "issued_by": issued_by,
+                  "expires_at_ms": _ms(at) + ttl_s * 1000, "updated_at_ms": _ms(at)}},
+        upsert=True,
+    )
+    return token
+
+
+def take_enrolment_token(db: Database, user_id: str, token: str, *, now: float | None = None) -> bool:
+    """Use up `user_id`'s enrolment token if `token` is it and it has not expired."""
+    found = db[ENROLMENT_TOKENS].find_one_and_delete({
+        "_id": user_id, "token_hash": hashlib.sha256(token.encode()).hexdigest(),
+        "expires_at_ms": {"$gt": _ms(_now(now))}})
+    return found is not None
+
+
 def begin_enrolment(db: Database, user_id: str, account_name: str, *, issuer: str,
                     now: float | None = None) -> Enrolment:
     """Keep a new pending secret for `user_id` and return how to enrol it.

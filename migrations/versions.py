@@ -279,6 +279,8 @@ STEPS: list[Step] = [
     Step(13, "webhook events: deduplicated on what the signed body says, not only the event-id header",
          indexes=(index("webhook_events", "dedupe_key", unique=True),),
          data_up=_webhook_dedupe_keys, data_down=_webhook_dedupe_keys_down),
+    Step(14, "two-factor enrolment tokens an admin issues to privileged accounts",
+         collections=("enrolment_tokens",)),
 ]
 
 

@@ -297,10 +297,23 @@ def test_a_role_that_needs_two_factor_can_only_enrol_until_it_has(stack, role) -
     assert client.tokens["two_factor_enrolment_required"] is True
 
     products = client.http.get(client.url("/api/v1/products"), timeout=10)
-    enrol = client.http.post(client.url("/api/v1/auth/2fa/enroll"), timeout=10)
+    # Issue 20, item 9: the password alone (which this session stands for) does not enrol a device.
+    alone = client.http.post(client.url("/api/v1/auth/2fa/enroll"), timeout=10)
+    admin = stack.user(Role.ADMIN)
+    issued = admin.http.post(admin.url(f"/api/v1/users/{client.user_id}/enrolment-token"), timeout=10)
+    token = issued.json()["enrolment_token"]
+    wrong = client.http.post(client.url("/api/v1/auth/2fa/enroll"), json={"enrolment_token": token[::-1]}, timeout=10)
+    enrol = client.http.post(client.url("/api/v1/auth/2fa/enroll"), json={"enrolment_token": token}, timeout=10)
 
     assert products.status_code == 403 and products.json()["type"] == "/problems/two-factor-required"
+    assert alone.status_code == 403 and alone.json()["type"] == "/problems/enrolment-token-required"
+    assert issued.status_code == 201 and issued.json()["expires_in"] == stack.cfg.enrolment_token_ttl_s
+    assert wrong.status_code == 403
     assert enrol.status_code == 200 and enrol.json()["provisioning_uri"].startswith("otpauth://totp/")
+    # Once: a second enrolment with the same token is refused.
+    again = client.http.post(client.url("/api/v1/auth/2fa/enroll"), json={"enrolment_token": token}, timeout=10)
+    assert again.status_code == 403
+    assert stack.db["enrolment_tokens"].find_one({"_id": client.user_id}) is None
 
 
 def test_an_admin_changes_a_role_and_the_users_sessions_end(stack, customer, signed_in) -> None:  # type: ignore[no-untyped-def]

@@ -92,7 +92,7 @@ def test_accounts_and_two_factor(stack) -> None:  # type: ignore[no-untyped-def]
              "POST", "/api/v1/auth/2fa/confirm", 200)
     conforms(requests.post(stack.url("/api/v1/auth/2fa/sms"), json={"email": email, "password": PASSWORD},
                            timeout=10), "POST", "/api/v1/auth/2fa/sms", 202)
-    conforms(client.http.delete(client.url("/api/v1/auth/2fa"), json={"code": totp.now()}),
+    conforms(client.http.delete(client.url("/api/v1/auth/2fa"), json={"password": PASSWORD, "code": totp.now()}),
              "DELETE", "/api/v1/auth/2fa", 204)
     conforms(client.http.post(client.url("/api/v1/auth/password"),
                               json={"current_password": PASSWORD, "new_password": "another long passphrase"}),

@@ -64,10 +64,11 @@ def test_a_recovery_code_works_once(stack, customer) -> None:  # type: ignore[no
 
 def test_a_customer_may_remove_two_factor_with_a_code_but_staff_may_not(stack, customer) -> None:  # type: ignore[no-untyped-def]
     totp, _ = _enrol(customer)
-    removed = customer.http.delete(customer.url("/api/v1/auth/2fa"), json={"code": totp.now()}, timeout=10)
+    removed = customer.http.delete(customer.url("/api/v1/auth/2fa"), json={"password": PASSWORD, "code": totp.now()},
+                                   timeout=10)
     owner = stack.user(Role.STORE_OWNER, store_id="store-blr-indiranagar")
-    refused = owner.http.delete(owner.url("/api/v1/auth/2fa"), json={"code": pyotp.TOTP(owner.totp_secret).now()},
-                                timeout=10)
+    refused = owner.http.delete(owner.url("/api/v1/auth/2fa"), timeout=10,
+                                json={"password": PASSWORD, "code": pyotp.TOTP(owner.totp_secret).now()})
 
     assert removed.status_code == 204
     assert _login(stack, customer.email).status_code == 200
@@ -143,3 +144,19 @@ def test_the_sms_code_travels_to_the_worker_by_reference_never_in_the_tasks_argu
     assert _sms_in_sandbox(stack, phone) == code
     assert two_factor.stashed_sms_code(r, args[2]["code_ref"]) is None  # forgotten once stored with its SMS
     assert _login(stack, client.email, sms_code=code).status_code == 200
+
+
+def test_removing_two_factor_needs_the_password_too_and_failures_count_toward_the_lockout(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 9: a stolen access token and a code alone do not strip the second factor."""
+    totp, _ = _enrol(customer)
+    url = customer.url("/api/v1/auth/2fa")
+    code_only = customer.http.delete(url, json={"code": totp.now()}, timeout=10)
+    wrong = [customer.http.delete(url, json={"password": "not the password!", "code": totp.now()}, timeout=10)
+             for _ in range(stack.cfg.login_max_failures_pair)]
+    locked = customer.http.delete(url, json={"password": PASSWORD, "code": totp.now()}, timeout=10)
+    login = _login(stack, customer.email, otp=totp.now())
+
+    assert code_only.status_code == 422  # the password is required
+    assert [w.status_code for w in wrong] == [403] * stack.cfg.login_max_failures_pair
+    assert locked.status_code == 429 and login.status_code == 429  # counted like failed logins
+    assert stack.db["two_factor"].find_one({"_id": customer.user_id, "enabled": True}) is not None
