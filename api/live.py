@@ -26,17 +26,20 @@ import queue
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pymongo.errors
+import redis.exceptions
 from flask import Blueprint, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 from simple_websocket import Server as WebSocket
 
 from api.security import public
-from kirana import db, orders, tokens
+from kirana import db, live, orders, redis_conn, tokens
+from kirana.clock import now_ms
 from kirana.config import settings
 from kirana.live import Hub, Resync, Subscription, Update, hub_client
 from kirana.permissions import Principal, allowed, can_see_order, needs_two_factor
@@ -201,6 +204,49 @@ def _authenticate(token: str | None, permission: str = "orders:read") -> Princip
     return principal
 
 
+def _may_see(principal: Principal, order_id: str) -> None:
+    """Refuse (404, as over HTTP) unless `principal` may see the order now: checked before the socket
+    is subscribed, and again at every re-check (a rider taken off the delivery stops getting it)."""
+    try:
+        order = db.database()[db.ORDERS].find_one({"_id": order_id}, {"customer_id": 1, "store_id": 1, "rider_id": 1})
+    except pymongo.errors.PyMongoError as exc:
+        raise _unavailable("mongodb", exc) from exc
+    if order is None or not can_see_order(principal, order):
+        raise Refused(404, "not-found", "Order not found", str(orders.OrderNotFound(order_id)))
+
+
+class _Slot:
+    """The socket's place among its user's open sockets (WS_MAX_SOCKETS_PER_USER, across processes)."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        self.id = uuid.uuid4().hex
+        # A ws process that dies leaves its slots to lapse: a few re-checks' worth.
+        self.lease_ms = int(3 * settings().ws_reauth_s * 1000) + 5000
+        self.taken = False
+
+    def take(self) -> None:
+        cap = settings().ws_max_sockets_per_user
+        try:
+            self.taken = live.take_socket_slot(redis_conn.client(), self.user_id, self.id, cap=cap,
+                                               lease_ms=self.lease_ms, now_ms=now_ms())
+        except redis.exceptions.RedisError as exc:
+            raise _unavailable("redis", exc) from exc
+        if not self.taken:
+            raise Refused(429, "too-many-sockets", "Too many open sockets",
+                          f"at most {cap} open sockets per user; close one first")
+
+    def renew(self) -> None:
+        with contextlib.suppress(redis.exceptions.RedisError):
+            live.renew_socket_slot(redis_conn.client(), self.user_id, self.id, lease_ms=self.lease_ms,
+                                   now_ms=now_ms())
+
+    def release(self) -> None:
+        if self.taken:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                live.release_socket_slot(redis_conn.client(), self.user_id, self.id)
+
+
 def _state(principal: Principal, order_id: str) -> dict[str, Any]:
     """The order as GET /api/v1/orders/<id> shows it; 404 alike for no order and someone else's.
 
@@ -243,16 +289,20 @@ def _drain(ws: WebSocket) -> None:
         pass
 
 
-def _watch(ws: WebSocket, hub: Hub, sub: Subscription, order_id: str) -> None:
-    token = _token()
-    principal = _authenticate(token)
+def _watch(ws: WebSocket, hub: Hub, sub: Subscription, order_id: str, *, token: str | None, principal: Principal,
+           slot: _Slot) -> None:
     # Subscribed (by the caller) before the read: whatever changes after the read is in the queue.
     hub.wait_ready(READY_WAIT_S)
     generation = hub.generation
     state = _state(principal, order_id)
     _send(ws, {"type": "state", "order": state})
     known = _Known(state)
-    for item, checked in _items(ws, sub, token, "orders:read", principal):
+
+    def still_allowed(checked: Principal) -> None:
+        _may_see(checked, order_id)
+        slot.renew()
+
+    for item, checked in _items(ws, sub, token, "orders:read", principal=principal, recheck=still_allowed):
         if isinstance(item, Resync):
             if item.generation <= generation:
                 continue  # the state sent was read under this subscription already
@@ -265,12 +315,13 @@ def _watch(ws: WebSocket, hub: Hub, sub: Subscription, order_id: str) -> None:
             ws.send(item.text)
 
 
-def _items(ws: WebSocket, sub: Subscription, token: str | None, permission: str,
-           principal: Principal) -> Iterator[tuple[Update | Resync, Principal]]:
+def _items(ws: WebSocket, sub: Subscription, token: str | None, permission: str, *, principal: Principal,
+           recheck: Callable[[Principal], None]) -> Iterator[tuple[Update | Resync, Principal]]:
     """The subscription's updates and resyncs, with the principal as last checked, while the socket lives.
 
     Between items the client's frames are drained and, every WS_REAUTH_S, its token is checked
-    again; it ends when the hub dropped the subscription (too slow) or the socket closed.
+    again and `recheck` runs (may it still see what it watches?); it ends when the hub dropped
+    the subscription (too slow) or the socket closed.
     """
     reauth_s = settings().ws_reauth_s
     checked_at = time.monotonic()
@@ -287,6 +338,7 @@ def _items(ws: WebSocket, sub: Subscription, token: str | None, permission: str,
         if time.monotonic() - checked_at >= reauth_s:
             try:
                 principal = _authenticate(token, permission)
+                recheck(principal)
             except Refused as refused:
                 if refused.status != 503:  # a database blip must not disconnect everyone
                     raise
@@ -302,12 +354,21 @@ def order_updates(ws: WebSocket, order_id: str) -> None:
     guarded = _GuardedSocket(ws.sock)
     ws.sock = guarded
     hub = process_hub()
-    sub = hub.subscribe(order_id)
-    sub.on_drop = guarded.abort
-    if isinstance(ws.event, _WakingEvent):
-        ws.event.wake = sub.wake
+    sub: Subscription | None = None
+    slot: _Slot | None = None
     try:
-        _watch(ws, hub, sub, order_id)
+        # Authorised first (the token, the order), counted among its user's sockets, and only
+        # then subscribed: nothing is fanned out to a socket that may not have it.
+        token = _token()
+        principal = _authenticate(token)
+        _may_see(principal, order_id)
+        slot = _Slot(principal.user_id)
+        slot.take()
+        sub = hub.subscribe(order_id)
+        sub.on_drop = guarded.abort
+        if isinstance(ws.event, _WakingEvent):
+            ws.event.wake = sub.wake
+        _watch(ws, hub, sub, order_id, token=token, principal=principal, slot=slot)
     except Refused as refused:
         with contextlib.suppress(ConnectionClosed, OSError):
             _send(ws, refused.message)
@@ -315,18 +376,22 @@ def order_updates(ws: WebSocket, order_id: str) -> None:
     except OSError:
         pass  # the client went away, or was dropped as too slow: nothing to tell it
     finally:
-        hub.unsubscribe(sub)
+        if sub is not None:
+            hub.unsubscribe(sub)
+        if slot is not None:
+            slot.release()
 
 
 # --- /ws/sync: the signed-in user's offline sync results ----------------------------------------
 
 
-def _watch_sync(ws: WebSocket, hub: Hub, principal: Principal, token: str | None, sub: Subscription) -> None:
+def _watch_sync(ws: WebSocket, hub: Hub, principal: Principal, token: str | None, sub: Subscription, *,
+                slot: _Slot) -> None:
     hub.wait_ready(READY_WAIT_S)
     generation = hub.generation
     # From here on every result published for this user reaches the socket.
     _send(ws, {"type": "ready"})
-    for item, _ in _items(ws, sub, token, "sync:submit", principal):
+    for item, _ in _items(ws, sub, token, "sync:submit", principal=principal, recheck=lambda _checked: slot.renew()):
         if isinstance(item, Update):
             ws.send(item.text)
         elif item.generation > generation:
@@ -342,15 +407,18 @@ def sync_results(ws: WebSocket) -> None:
     guarded = _GuardedSocket(ws.sock)
     ws.sock = guarded
     sub: Subscription | None = None
+    slot: _Slot | None = None
     hub = process_hub()
     try:
         token = _token()
         principal = _authenticate(token, "sync:submit")
+        slot = _Slot(principal.user_id)
+        slot.take()
         sub = hub.subscribe(f"user:{principal.user_id}")
         sub.on_drop = guarded.abort
         if isinstance(ws.event, _WakingEvent):
             ws.event.wake = sub.wake
-        _watch_sync(ws, hub, principal, token, sub)
+        _watch_sync(ws, hub, principal, token, sub, slot=slot)
     except Refused as refused:
         with contextlib.suppress(ConnectionClosed, OSError):
             _send(ws, refused.message)
@@ -360,3 +428,5 @@ def sync_results(ws: WebSocket) -> None:
     finally:
         if sub is not None:
             hub.unsubscribe(sub)
+        if slot is not None:
+            slot.release()

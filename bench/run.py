@@ -325,7 +325,9 @@ def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers
         skus = stock_up(database)
         log(f"seeded {seeded['products']} products; {len(skus)} bench SKUs stocked in {STORE_ID}")
 
-    env = servers.process_env(cfg.redis_url, cfg.mongo_url, KIRANA_WORKER_LOGLEVEL="WARNING")
+    # The sockets phase opens thousands of sockets as one customer: past the per-user cap.
+    env = servers.process_env(cfg.redis_url, cfg.mongo_url, KIRANA_WORKER_LOGLEVEL="WARNING",
+                              WS_MAX_SOCKETS_PER_USER="1000000")
     api_port, bare_port = servers.free_port(), servers.free_port()
     api_argv = api_command(cfg, port=api_port)
     start(servers.Server("api", api_argv, api_port, env=env, log=tmp / "api.log", cwd=ROOT))

@@ -42,6 +42,8 @@ class Settings:
     ws_port: int = 0
     # Open WebSockets check their token again this often: logout and expiry end them within it.
     ws_reauth_s: float = 60.0
+    # Open WebSockets per user, across every ws process (a 429 refusal, close code 4429, beyond).
+    ws_max_sockets_per_user: int = 10
     ws_workers: int = 1
     ws_worker_connections: int = 5000
     flower_port: int = 5555

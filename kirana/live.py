@@ -310,3 +310,40 @@ def hub_client(url: str, *, connect_timeout_s: float, name: str = "kirana-live-h
         # Named, so that CLIENT LIST tells the hubs' subscriptions apart.
         client_name=name,
     )
+
+
+# --- open sockets per user ---------------------------------------------------------------------
+
+SOCKETS_PREFIX = "kirana:ws:sockets"
+
+# Atomically: forget the user's sockets whose lease ran out (a ws process that died), then take a
+# slot if fewer than the cap are open. KEYS[1] the user's hash; ARGV now_ms, socket id, until_ms, cap.
+_TAKE_SLOT = """
+local all = redis.call('HGETALL', KEYS[1])
+local now, live = tonumber(ARGV[1]), 0
+for i = 1, #all, 2 do
+  if tonumber(all[i + 1]) <= now then redis.call('HDEL', KEYS[1], all[i]) else live = live + 1 end
+end
+if live >= tonumber(ARGV[4]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) - now)
+return 1
+"""
+
+
+def take_socket_slot(r: redis.Redis, user_id: str, socket_id: str, *, cap: int, lease_ms: int, now_ms: int) -> bool:
+    """Count one more open socket for `user_id` unless `cap` are open already (across every ws process)."""
+    taken = r.eval(_TAKE_SLOT, 1, f"{SOCKETS_PREFIX}:{user_id}", now_ms, socket_id, now_ms + lease_ms, cap)
+    return bool(int(taken))  # type: ignore[arg-type]
+
+
+def renew_socket_slot(r: redis.Redis, user_id: str, socket_id: str, *, lease_ms: int, now_ms: int) -> None:
+    """The socket is still open: its slot lives another `lease_ms` (a dead process's slots lapse)."""
+    pipe = r.pipeline()
+    pipe.hset(f"{SOCKETS_PREFIX}:{user_id}", socket_id, now_ms + lease_ms)
+    pipe.pexpire(f"{SOCKETS_PREFIX}:{user_id}", lease_ms, gt=True)
+    pipe.execute()
+
+
+def release_socket_slot(r: redis.Redis, user_id: str, socket_id: str) -> None:
+    r.hdel(f"{SOCKETS_PREFIX}:{user_id}", socket_id)

@@ -38,6 +38,8 @@ os.environ.setdefault("KIRANA_WORKER_LOGLEVEL", "INFO")
 os.environ["LOGIN_MAX_FAILURES_ADDRESS"] = "100000"
 # The suite registers hundreds of users from 127.0.0.1; tests/e2e/test_password_memory.py checks the limit.
 os.environ["REGISTER_PER_ADDRESS_PER_HOUR"] = "100000"
+# test_live_orders opens 200 sockets as one customer; tests/e2e/test_live_orders.py checks the cap on its own server.
+os.environ["WS_MAX_SOCKETS_PER_USER"] = "100000"
 # The Razorpay sandbox the stack fixture starts, and gateway settings that make
 # its faults quick to provoke: a 2 s slow capture outlasts a 1 s timeout.
 os.environ["RAZORPAY_BASE_URL"] = f"http://127.0.0.1:{servers.free_port()}"

@@ -184,8 +184,10 @@ def test_a_logged_out_token_is_refused(stack) -> None:  # type: ignore[no-untype
 
 @pytest.fixture(scope="module")
 def quick_reauth_ws(stack) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A ws server of its own that checks open sockets' tokens every second, on the stack's Redis and MongoDB."""
-    with ws_server(Path(stack.run_dir), stack.cfg, name="ws-reauth", WS_REAUTH_S="1") as server:
+    """A ws server of its own that checks open sockets' tokens every second, and lets a user open two sockets,
+    on the stack's Redis and MongoDB."""
+    with ws_server(Path(stack.run_dir), stack.cfg, name="ws-reauth", WS_REAUTH_S="1",
+                   WS_MAX_SOCKETS_PER_USER="2") as server:
         yield f"ws://127.0.0.1:{server.port}"
 
 
@@ -353,3 +355,54 @@ def test_the_whole_delivery_reaches_the_customers_socket_in_order(stack, custome
     assert seen == ["accepted", "processing", "confirmed"]
     assert [m.get("status", m["type"]) for m in messages] == ["out_for_delivery", "location", "delivered"]
     assert (messages[1]["lat"], messages[1]["lng"]) == (18.5, 73.8)
+
+
+def _closed_with(ws: ClientConnection, timeout: float = 5) -> tuple[dict[str, Any], int | None]:
+    message = _recv(ws, timeout=timeout)
+    with pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=timeout)
+    return message, closed.value.rcvd.code if closed.value.rcvd else None
+
+
+def test_a_user_may_hold_only_so_many_open_sockets_and_a_closed_one_frees_its_place(stack, quick_reauth_ws) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 13: a per-user cap (WS_MAX_SOCKETS_PER_USER, 2 on this server)."""
+    customer = stack.customer()
+    order_id = _held_order(stack, customer)
+    url = f"{quick_reauth_ws}/ws/orders/{order_id}?access_token={_token(customer)}"
+
+    with connect(url, proxy=None, open_timeout=10) as first, connect(url, proxy=None, open_timeout=10) as second:
+        assert _recv(first)["type"] == _recv(second)["type"] == "state"
+        with connect(url, proxy=None, open_timeout=10) as third:
+            message, code = _closed_with(third)
+        assert (message["status"], message["problem"], code) == (429, "/problems/too-many-sockets", 4429)
+        other = stack.customer()  # the cap is per user
+        with connect(f"{quick_reauth_ws}/ws/orders/{_held_order(stack, other)}?access_token={_token(other)}",
+                     proxy=None, open_timeout=10) as theirs:
+            assert _recv(theirs)["type"] == "state"
+    with connect(url, proxy=None, open_timeout=10) as again:  # the two closed: their places are free
+        assert _recv(again)["type"] == "state"
+
+
+def test_a_rider_taken_off_a_delivery_stops_getting_it_at_the_next_check(stack, quick_reauth_ws) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 13: the periodic re-check asks again whether the user may see the order."""
+    customer = stack.customer()
+    order_id = _held_order(stack, customer)
+    _move(stack, order_id, Status.ACCEPTED, Status.PROCESSING)
+    _move(stack, order_id, Status.PROCESSING, Status.CONFIRMED)
+    staff, first, second = stack.user(Role.STORE_STAFF, store_id=STORE), stack.user(Role.RIDER), stack.user(Role.RIDER)
+    assign = staff.url(f"/api/v1/deliveries/{order_id}/assign")
+    assert staff.http.post(assign, json={"rider_id": first.user_id}, timeout=10).status_code == 200
+
+    with connect(f"{quick_reauth_ws}/ws/orders/{order_id}?access_token={_token(first)}", proxy=None,
+                 open_timeout=10) as watching:
+        assert _recv(watching)["type"] == "state"
+        time.sleep(1.5)  # a check passes while the delivery is still theirs
+        assert staff.http.post(assign, json={"rider_id": second.user_id}, timeout=10).status_code == 200
+        taken_off = time.monotonic()
+        message, code = _closed_with(watching)
+        assert time.monotonic() - taken_off < 4, "not ended within WS_REAUTH_S (1 s) and a margin"
+
+    assert (message["type"], message["status"], code) == ("error", 404, 4404)
+    with connect(f"{quick_reauth_ws}/ws/orders/{order_id}?access_token={_token(second)}", proxy=None,
+                 open_timeout=10) as now_theirs:
+        assert _recv(now_theirs)["order"]["id"] == order_id
