@@ -52,7 +52,7 @@ class BatchIn(schemas._Body):
 
 @bp.post("")
 @requires("sync:submit")
-@documented(body=BatchIn, ok={202: responses.SyncBatchOut}, errors=(409,), tags=("sync",))
+@documented(body=BatchIn, ok={202: responses.SyncBatchOut}, tags=("sync",))
 def submit() -> tuple[Response, int, dict[str, str]]:
     """Send an offline app's queued operations: stored at once, applied in the device's order by the sync pool."""
     body = schemas.parse_body(request, BatchIn)
@@ -63,19 +63,16 @@ def submit() -> tuple[Response, int, dict[str, str]]:
     except devices.DeviceNotFound:
         raise Problem(422, "unknown-device", "Unknown device",
                       f"register device {body.device_id!r} with POST /api/v1/devices first") from None
-    try:
-        batch, created = sync.store_batch(database, user_id=me.user_id, role=str(me.role), device_id=body.device_id,
-                                          ops=[op.model_dump() for op in body.ops], batch_id=body.batch_id,
-                                          sent_at_ms=body.sent_at_ms)
-    except sync.BatchTaken:
-        raise Problem(409, "batch-id-taken", "Batch id already used", "choose another batch_id") from None
+    batch, created = sync.store_batch(database, user_id=me.user_id, role=str(me.role), device_id=body.device_id,
+                                      ops=[op.model_dump() for op in body.ops], batch_id=body.batch_id,
+                                      sent_at_ms=body.sent_at_ms)
     if batch["status"] == sync.PENDING:
         try:
             # With the broker down the task waits in the outbox; the sweep is the net under both.
             reliability.enqueue(sync_tasks.apply, [batch["_id"]])
         except pymongo.errors.PyMongoError:
             log.warning("sync batch %s stored but not enqueued; the sweep will apply it", batch["_id"])
-    headers = {"Location": url_for("sync.show", batch_id=batch["_id"])}
+    headers = {"Location": url_for("sync.show", batch_id=sync.public_id(batch))}
     if not created:
         headers["Idempotent-Replayed"] = "true"
     return jsonify(sync.view(database, batch)), 202, headers

@@ -79,6 +79,9 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     ("sync_operations", [("device_id", 1), ("status", 1)], {}),
     ("sync_batches", [("status", 1), ("received_at_ms", 1)], {}),
     ("sync_batches", [("device_id", 1), ("status", 1)], {}),
+    # Per user and device (a device that changes hands starts a stream of its own; kirana/sync.py).
+    ("sync_operations", [("user_id", 1), ("device_id", 1), ("status", 1)], {}),
+    ("sync_batches", [("user_id", 1), ("device_id", 1), ("status", 1)], {}),
     ("store_analytics", [("kind", 1), ("store_id", 1), ("day", 1)], {}),
     # The analytics scan and the loyalty sweep read orders by when they last changed.
     (ORDERS, [("updated_at_ms", 1)], {}),

@@ -1,10 +1,12 @@
 """Offline sync: batches of operations an app queued while it had no network.
 
-A batch is stored as it arrives (`sync_batches`) and each operation once
-(`sync_operations`, `_id` = `<device>:<op_id>`): a re-sent batch or operation
-finds its operations stored and adds nothing. The sync pool then applies a
-device's pending operations, one device at a time (a per-device lock, so a
-later batch never overtakes an earlier one still pending), in client order:
+A batch is stored as it arrives (`sync_batches`; a client's batch id is its
+own, `<user>:<batch id>`) and each operation once (`sync_operations`, `_id` =
+`<user>:<device>:<op_id>`): a re-sent batch or operation finds its operations
+stored and adds nothing, and a device that moves to another user starts a
+stream of its own. The sync pool then applies one user's device's pending
+operations at a time (a per-(user, device) lock, so a later batch never
+overtakes an earlier one still pending), in client order:
 
     order key = (seq, client_at_ms, arrival_ms, arrival_index)
 
@@ -37,6 +39,7 @@ from pymongo.errors import DuplicateKeyError
 from kirana import carts, deliveries, payments, stock
 from kirana import db as collections
 from kirana.clock import now_ms, utcnow
+from kirana.config import settings
 from kirana.ids import new_id
 from kirana.orders import NewOrder, OrderItem, PaymentMethod, Status
 
@@ -58,10 +61,6 @@ KINDS: Mapping[str, frozenset[str]] = {
 ALREADY_CANCELLED = frozenset({Status.CANCELLED, Status.REFUND_PENDING, Status.REFUNDED})
 
 
-class BatchTaken(Exception):
-    """A client batch id already used by someone else."""
-
-
 @dataclass(frozen=True)
 class Outcome:
     status: str
@@ -80,48 +79,60 @@ class Orders:
 # --- receiving -------------------------------------------------------------------------------
 
 
+def op_key(user_id: str, device_id: str, op_id: str) -> str:
+    return f"{user_id}:{device_id}:{op_id}"
+
+
+def batch_key(user_id: str, batch_id: str) -> str:
+    """A client's batch id, scoped to its user: two users choosing the same id never meet."""
+    return f"{user_id}:{batch_id}"
+
+
 def store_batch(db: Database, *, user_id: str, role: str, device_id: str, ops: list[dict[str, Any]],
                 batch_id: str | None = None, sent_at_ms: int | None = None) -> tuple[dict[str, Any], bool]:
     """Store a batch and its new operations; (batch, created). A batch id seen before returns that batch."""
+    key = batch_key(user_id, batch_id) if batch_id is not None else new_id("syb")
     if batch_id is not None:
-        found = db[BATCHES].find_one({"_id": batch_id})
+        found = db[BATCHES].find_one({"_id": key})
         if found is not None:
-            if found["user_id"] != user_id:
-                raise BatchTaken(batch_id)
             return found, False
     received = now_ms()
-    batch_id = batch_id or new_id("syb")
     skew = received - sent_at_ms if sent_at_ms is not None else 0
     keys = []
     for index, op in enumerate(ops):
-        key = f"{device_id}:{op['op_id']}"
-        keys.append(key)
+        op_id = op_key(user_id, device_id, op["op_id"])
+        keys.append(op_id)
         client_at = int(op["client_at_ms"])
         doc = {
-            "_id": key, "device_id": device_id, "user_id": user_id, "role": role, "op_id": op["op_id"],
-            "batch_id": batch_id, "kind": op["kind"], "data": op.get("data", {}), "seq": int(op.get("seq") or 0),
+            "_id": op_id, "device_id": device_id, "user_id": user_id, "role": role, "op_id": op["op_id"],
+            "batch_id": key, "kind": op["kind"], "data": op.get("data", {}), "seq": int(op.get("seq") or 0),
             "client_at_ms": client_at, "at_ms": min(client_at + skew, received), "arrival_ms": received,
-            "arrival_index": index, "status": PENDING, "created_at": utcnow(),
+            "arrival_index": index, "status": PENDING, "idempotency_key": f"sync:{op_id}", "created_at": utcnow(),
         }
         # Sent before (an earlier copy of this batch, or another batch): stored once, applied once.
         with contextlib.suppress(DuplicateKeyError):
             db[OPERATIONS].insert_one(doc)
-    batch = {"_id": batch_id, "user_id": user_id, "role": role, "device_id": device_id, "op_keys": keys,
-             "status": PENDING, "received_at_ms": received, "skew_ms": skew, "created_at": utcnow(),
-             "updated_at_ms": received}
+    batch = {"_id": key, "client_batch_id": batch_id, "user_id": user_id, "role": role, "device_id": device_id,
+             "op_keys": keys, "status": PENDING, "received_at_ms": received, "skew_ms": skew,
+             "created_at": utcnow(), "updated_at_ms": received}
     try:
         db[BATCHES].insert_one(batch)
     except DuplicateKeyError:  # the same client batch id raced in twice
-        found = db[BATCHES].find_one({"_id": batch_id})
-        if found is None or found["user_id"] != user_id:
-            raise BatchTaken(batch_id) from None
+        found = db[BATCHES].find_one({"_id": key})
+        if found is None:
+            raise
         return found, False
     return batch, True
 
 
 def get_batch(db: Database, user_id: str, batch_id: str) -> dict[str, Any] | None:
-    batch = db[BATCHES].find_one({"_id": batch_id})
+    """The user's batch by the id the client chose, or by the server's (a batch sent without one)."""
+    batch = db[BATCHES].find_one({"_id": batch_key(user_id, batch_id)}) or db[BATCHES].find_one({"_id": batch_id})
     return batch if batch is not None and batch["user_id"] == user_id else None
+
+
+def public_id(batch: Mapping[str, Any]) -> str:
+    return str(batch.get("client_batch_id") or batch["_id"])
 
 
 def results(db: Database, batch: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -135,12 +146,18 @@ def results(db: Database, batch: Mapping[str, Any]) -> list[dict[str, Any]]:
         shown.append({"op_id": op["op_id"], "kind": op["kind"], "status": op["status"],
                       **({"reason": op["reason"]} if op.get("reason") else {}),
                       **({"result": op["result"]} if op.get("result") else {}),
-                      **({"first_sent_in": op["batch_id"]} if op["batch_id"] != batch["_id"] else {})})
+                      **({"first_sent_in": _shown_batch(op["batch_id"], batch["user_id"])}
+                         if op["batch_id"] != batch["_id"] else {})})
     return shown
 
 
+def _shown_batch(stored: str, user_id: str) -> str:
+    """A batch id as its client knows it (the user's own prefix off)."""
+    return stored.removeprefix(f"{user_id}:")
+
+
 def view(db: Database, batch: Mapping[str, Any]) -> dict[str, Any]:
-    return {"id": batch["_id"], "device_id": batch["device_id"], "status": batch["status"],
+    return {"id": public_id(batch), "device_id": batch["device_id"], "status": batch["status"],
             "received_at_ms": batch["received_at_ms"], "skew_ms": batch["skew_ms"],
             **({"applied_at_ms": batch["applied_at_ms"]} if batch.get("applied_at_ms") else {}),
             "results": results(db, batch)}
@@ -153,17 +170,17 @@ def order_key(op: Mapping[str, Any]) -> tuple[int, int, int, int]:
     return (int(op["seq"]), int(op["client_at_ms"]), int(op["arrival_ms"]), int(op["arrival_index"]))
 
 
-def pending_ops(db: Database, device_id: str) -> list[dict[str, Any]]:
-    return sorted(db[OPERATIONS].find({"device_id": device_id, "status": PENDING}), key=order_key)
+def pending_ops(db: Database, user_id: str, device_id: str) -> list[dict[str, Any]]:
+    return sorted(db[OPERATIONS].find({"user_id": user_id, "device_id": device_id, "status": PENDING}), key=order_key)
 
 
-def apply_device(db: Database, device_id: str, handlers: Orders, *, limit: int) -> int:
-    """Apply up to `limit` of the device's pending operations in client order; how many were applied.
+def apply_device(db: Database, user_id: str, device_id: str, handlers: Orders, *, limit: int) -> int:
+    """Apply up to `limit` of the user's device's pending operations in client order; how many were applied.
 
-    The caller holds the device's lock: nothing else applies this device's operations meanwhile.
+    The caller holds the (user, device) lock: nothing else applies these operations meanwhile.
     """
     done = 0
-    for op in pending_ops(db, device_id)[:limit]:
+    for op in pending_ops(db, user_id, device_id)[:limit]:
         outcome = apply_op(db, op, handlers)
         db[OPERATIONS].update_one(
             {"_id": op["_id"], "status": PENDING},
@@ -174,10 +191,10 @@ def apply_device(db: Database, device_id: str, handlers: Orders, *, limit: int) 
     return done
 
 
-def finish_batches(db: Database, device_id: str) -> list[dict[str, Any]]:
-    """Mark the device's pending batches whose operations are all final as applied; those batches."""
+def finish_batches(db: Database, user_id: str, device_id: str) -> list[dict[str, Any]]:
+    """Mark the user's device's pending batches whose operations are all final as applied; those batches."""
     finished = []
-    for batch in db[BATCHES].find({"device_id": device_id, "status": PENDING}):
+    for batch in db[BATCHES].find({"user_id": user_id, "device_id": device_id, "status": PENDING}):
         if any((db[OPERATIONS].find_one({"_id": key}, {"status": 1}) or {}).get("status") not in FINAL
                for key in batch["op_keys"]):
             continue
@@ -192,7 +209,7 @@ def finish_batches(db: Database, device_id: str) -> list[dict[str, Any]]:
 def stale_batches(db: Database, older_than_ms: int, limit: int) -> list[dict[str, Any]]:
     """Pending batches received before `older_than_ms` (the sweep's safety net)."""
     found = db[BATCHES].find({"status": PENDING, "received_at_ms": {"$lt": older_than_ms}},
-                             {"_id": 1, "device_id": 1}).sort("received_at_ms", 1).limit(limit)
+                             {"_id": 1, "user_id": 1, "device_id": 1}).sort("received_at_ms", 1).limit(limit)
     return list(found)
 
 
@@ -262,13 +279,18 @@ def _submit(db: Database, op: Mapping[str, Any], data: Mapping[str, Any], handle
         problem = _check_item(db, store_id, sku, qty, seen)
         if problem is not None:
             return problem
+    cfg = settings()
+    # The same bounds as POST /api/v1/orders (api/schemas.py OrderIn).
+    if len(items) > cfg.max_order_items or any(qty > cfg.max_item_qty for _, qty, _ in items):
+        return Outcome(REJECTED, "invalid", {"detail": f"at most {cfg.max_order_items} lines of at most "
+                                                       f"{cfg.max_item_qty} each"})
     method = PaymentMethod(str(data.get("payment_method", "cod")))
     if method == PaymentMethod.TOKEN:
         return Outcome(REJECTED, "invalid", {"detail": "saved cards cannot be used offline"})
     new = NewOrder(customer_id=op["user_id"], store_id=store_id,
                    items=tuple(OrderItem(sku, qty) for sku, qty, _ in items), payment_method=method)
     # Keyed by the operation: a replay finds the order the first run placed.
-    order = handlers.submit(new, f"sync:{op['_id']}")
+    order = handlers.submit(new, str(op.get("idempotency_key") or f"sync:{op['_id']}"))
     return Outcome(APPLIED, None, {"order_id": order["_id"]})
 
 

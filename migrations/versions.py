@@ -186,6 +186,52 @@ def _webhook_dedupe_keys_down(db: Database, ctx: Context) -> None:
     ctx.log("webhook_events: dedupe_key left in place (ignored by the code before v13)")
 
 
+def _sync_by_user(db: Database, ctx: Context) -> None:
+    # v15 keys sync operations by user and device (`<user>:<device>:<op>`, was `<device>:<op>`), so
+    # a device that changes hands starts a stream of its own. Each operation moves to its new id
+    # and keeps the order key it was placed under (`idempotency_key`): an operation applied
+    # before, re-sent after, still finds its order. Batches name their operations by the new ids
+    # and remember the id their client chose.
+    moved = 0
+    for op in list(db["sync_operations"].find({})):
+        old = op["_id"]
+        if old != f"{op['device_id']}:{op['op_id']}":
+            continue  # keyed already
+        new = f"{op['user_id']}:{op['device_id']}:{op['op_id']}"
+        copy = {**op, "_id": new, "idempotency_key": op.get("idempotency_key") or f"sync:{old}"}
+        if db["sync_operations"].find_one({"_id": new}, {"_id": 1}) is None:
+            db["sync_operations"].insert_one(copy)
+        db["sync_operations"].delete_one({"_id": old})
+        moved += 1
+    relinked = 0
+    for batch in list(db["sync_batches"].find({}, {"op_keys": 1, "user_id": 1, "client_batch_id": 1})):
+        keys = [k if k.startswith(f"{batch['user_id']}:") else f"{batch['user_id']}:{k}" for k in batch["op_keys"]]
+        fields: dict[str, object] = {"op_keys": keys}
+        if "client_batch_id" not in batch:
+            fields["client_batch_id"] = None if str(batch["_id"]).startswith("syb_") else batch["_id"]
+        db["sync_batches"].update_one({"_id": batch["_id"]}, {"$set": fields})
+        relinked += 1
+    ctx.log(f"sync: {moved} operations keyed by user and device, {relinked} batches relinked")
+
+
+def _sync_by_user_down(db: Database, ctx: Context) -> None:
+    # Back to `<device>:<op>`, where no other user's operation holds that id already (one that
+    # does stays under its v15 id: the code before v15 then cannot tell the two apart, which is
+    # the flaw v15 fixed).
+    moved = 0
+    for op in list(db["sync_operations"].find({})):
+        old = f"{op['device_id']}:{op['op_id']}"
+        if op["_id"] == old or db["sync_operations"].find_one({"_id": old}, {"_id": 1}) is not None:
+            continue
+        db["sync_operations"].insert_one({**op, "_id": old})
+        db["sync_operations"].delete_one({"_id": op["_id"]})
+        moved += 1
+    for batch in list(db["sync_batches"].find({}, {"op_keys": 1, "user_id": 1})):
+        keys = [k.removeprefix(f"{batch['user_id']}:") for k in batch["op_keys"]]
+        db["sync_batches"].update_one({"_id": batch["_id"]}, {"$set": {"op_keys": keys}})
+    ctx.log(f"sync: {moved} operations keyed by device again")
+
+
 
 STEPS: list[Step] = [
     Step(1, "base: stores, catalogue, orders, reliability",
@@ -281,6 +327,10 @@ STEPS: list[Step] = [
          data_up=_webhook_dedupe_keys, data_down=_webhook_dedupe_keys_down),
     Step(14, "two-factor enrolment tokens an admin issues to privileged accounts",
          collections=("enrolment_tokens",)),
+    Step(15, "sync: operations and batches keyed by user and device, not by device alone",
+         indexes=(index("sync_operations", "user_id", "device_id", "status"),
+                  index("sync_batches", "user_id", "device_id", "status")),
+         data_up=_sync_by_user, data_down=_sync_by_user_down),
 ]
 
 

@@ -43,7 +43,7 @@ def _actor(order_id: str) -> str:
 
 def _publish(batch: dict) -> None:
     """Best effort, like order updates: the results are stored, and GET /api/v1/sync/<id> shows them."""
-    message = {"type": "sync", "batch_id": batch["_id"], "status": batch["status"],
+    message = {"type": "sync", "batch_id": sync.public_id(batch), "status": batch["status"],
                "results": sync.results(db.database(), batch)}
     with contextlib.suppress(redis.exceptions.RedisError):
         redis_conn.client().publish(user_channel(batch["user_id"]), json.dumps(message, separators=(",", ":")))
@@ -51,29 +51,30 @@ def _publish(batch: dict) -> None:
 
 @app.task(name="sync.apply", base=KiranaTask, soft_time_limit=SOFT_LIMIT_S, time_limit=HARD_LIMIT_S)
 def apply(batch_id: str) -> str:
-    batch = db.database()[sync.BATCHES].find_one({"_id": batch_id}, {"device_id": 1})
+    batch = db.database()[sync.BATCHES].find_one({"_id": batch_id}, {"user_id": 1, "device_id": 1})
     if batch is None:
         return "missing"
-    return apply_device(batch["device_id"], batch_id)
+    return apply_device(batch["user_id"], batch["device_id"], batch_id)
 
 
-def apply_device(device_id: str, batch_id: str) -> str:
+def apply_device(user_id: str, device_id: str, batch_id: str) -> str:
     database = db.database()
     r = redis_conn.client()
     handlers = _handlers()
     for _ in range(ROUNDS):
-        lock = locks.acquire(r, f"sync:{device_id}", LOCK_TTL_S)
+        # Per user and device: a device handed to another user is a stream of its own.
+        lock = locks.acquire(r, f"sync:{user_id}:{device_id}", LOCK_TTL_S)
         if lock is None:
             # The holder looks for pending operations again after it lets go, so it takes ours too.
             return "busy"
         try:
-            sync.apply_device(database, device_id, handlers, limit=OPS_PER_ROUND)
-            finished = sync.finish_batches(database, device_id)
+            sync.apply_device(database, user_id, device_id, handlers, limit=OPS_PER_ROUND)
+            finished = sync.finish_batches(database, user_id, device_id)
         finally:
             locks.release(r, lock)
         for done in finished:
             _publish(done)
-        if not sync.pending_ops(database, device_id):
+        if not sync.pending_ops(database, user_id, device_id):
             return "done"
     enqueue(apply, [batch_id])  # still more: another run, not an endless one
     return "more"
@@ -84,9 +85,9 @@ def apply_device(device_id: str, batch_id: str) -> str:
 def sweep() -> int:
     """The safety net: batches still pending well after they arrived (a lost message) are applied again."""
     older_than = now_ms() - settings().sync_sweep_after_s * 1000
-    devices: dict[str, str] = {}
+    devices: dict[tuple[str, str], str] = {}
     for batch in sync.stale_batches(db.database(), older_than, SWEEP_BATCH):
-        devices.setdefault(batch["device_id"], batch["_id"])
+        devices.setdefault((batch["user_id"], batch["device_id"]), batch["_id"])
     for batch_id in devices.values():
         apply.delay(batch_id)
     return len(devices)

@@ -362,3 +362,36 @@ def test_v13_keys_stored_webhook_events_by_their_body_and_makes_the_key_unique(b
     assert webhooks.store(bare, body.encode(), "evt_new") == ("evt_new", False)
     assert runner.validate(bare) == []
     assert _runner(bare).down(to=12) == [13]
+
+
+def test_v15_keys_sync_operations_by_user_and_device_and_keeps_their_order_keys(bare: Database) -> None:
+    from kirana import sync
+
+    _runner(bare).up(to=14)
+    bare["sync_operations"].insert_many([
+        {"_id": "dev1:o1", "device_id": "dev1", "user_id": "u1", "op_id": "o1", "status": "applied",
+         "batch_id": "b-client", "seq": 1, "client_at_ms": 1, "arrival_ms": 1, "arrival_index": 0},
+        {"_id": "dev1:o2", "device_id": "dev1", "user_id": "u1", "op_id": "o2", "status": "pending",
+         "batch_id": "syb_1", "seq": 2, "client_at_ms": 2, "arrival_ms": 2, "arrival_index": 0},
+    ])
+    bare["sync_batches"].insert_many([
+        {"_id": "b-client", "user_id": "u1", "device_id": "dev1", "op_keys": ["dev1:o1"], "status": "applied"},
+        {"_id": "syb_1", "user_id": "u1", "device_id": "dev1", "op_keys": ["dev1:o2"], "status": "pending"},
+    ])
+
+    assert _runner(bare).up() == [15]
+
+    ops = {o["_id"]: o for o in bare["sync_operations"].find({})}
+    assert set(ops) == {sync.op_key("u1", "dev1", "o1"), sync.op_key("u1", "dev1", "o2")}
+    # The order an applied operation placed is found again under the key it was placed with.
+    assert ops[sync.op_key("u1", "dev1", "o1")]["idempotency_key"] == "sync:dev1:o1"
+    batches = {b["_id"]: b for b in bare["sync_batches"].find({})}
+    assert batches["b-client"]["op_keys"] == [sync.op_key("u1", "dev1", "o1")]
+    assert batches["b-client"]["client_batch_id"] == "b-client" and batches["syb_1"]["client_batch_id"] is None
+    assert sync.get_batch(bare, "u1", "b-client")["_id"] == "b-client"  # the old id still answers
+    assert sync.pending_ops(bare, "u1", "dev1")[0]["op_id"] == "o2"
+    assert runner.validate(bare) == []
+
+    assert _runner(bare).down(to=14) == [15]
+    assert {o["_id"] for o in bare["sync_operations"].find({})} == {"dev1:o1", "dev1:o2"}
+    assert bare["sync_batches"].find_one({"_id": "syb_1"})["op_keys"] == ["dev1:o2"]

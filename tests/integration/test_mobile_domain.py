@@ -111,7 +111,7 @@ def test_operations_apply_in_client_order_whatever_order_they_arrive_in(database
            _op("b", "cart.remove", 2, {"store_id": STORE, "sku": "ATTA"})]
     sync.store_batch(database, user_id="c1", role="customer", device_id="dev1", ops=ops)
 
-    sync.apply_device(database, "dev1", _handlers(database), limit=100)
+    sync.apply_device(database, "c1", "dev1", _handlers(database), limit=100)
 
     applied = sorted(database[sync.OPERATIONS].find({"device_id": "dev1"}), key=lambda o: o["applied_at_ms"])
     assert [o["op_id"] for o in sorted(applied, key=sync.order_key)] == ["a", "b", "c"]
@@ -125,7 +125,7 @@ def test_equal_client_keys_fall_back_to_the_order_of_arrival(database) -> None: 
     sync.store_batch(database, user_id="c1", role="customer", device_id="dev1",
                      ops=[_op("y", "cart.set", 0, {"store_id": STORE, "sku": "ATTA", "qty": 2}, at=7)])
 
-    sync.apply_device(database, "dev1", _handlers(database), limit=100)
+    sync.apply_device(database, "c1", "dev1", _handlers(database), limit=100)
 
     assert carts.get(database, "c1", STORE)["items"]["ATTA"]["qty"] == 2
 
@@ -136,11 +136,11 @@ def test_a_batch_stored_three_times_applies_each_operation_once(database) -> Non
                                          "payment_method": "cod"})]
     for _ in range(3):
         sync.store_batch(database, user_id="c1", role="customer", device_id="dev1", ops=ops)  # new batch id each time
-        sync.apply_device(database, "dev1", _handlers(database), limit=100)
+        sync.apply_device(database, "c1", "dev1", _handlers(database), limit=100)
 
     assert database[collections.ORDERS].count_documents({"customer_id": "c1"}) == 1
     assert database[sync.OPERATIONS].count_documents({"device_id": "dev1"}) == 1
-    assert len(sync.finish_batches(database, "dev1")) == 3
+    assert len(sync.finish_batches(database, "c1", "dev1")) == 3
 
 
 def test_conflicts_are_reported_with_their_reason(database) -> None:  # type: ignore[no-untyped-def]
@@ -154,7 +154,7 @@ def test_conflicts_are_reported_with_their_reason(database) -> None:  # type: ig
            _op("r", "location", 4, {"order_id": placed["_id"], "lat": 18.5, "lng": 73.8})]
     batch, _ = sync.store_batch(database, user_id="c1", role="customer", device_id="dev1", ops=ops)
 
-    sync.apply_device(database, "dev1", _handlers(database), limit=100)
+    sync.apply_device(database, "c1", "dev1", _handlers(database), limit=100)
 
     shown = {r["op_id"]: r for r in sync.results(database, batch)}
     assert (shown["p"]["status"], shown["p"]["reason"]) == ("conflict", "price_changed")
@@ -171,7 +171,7 @@ def test_client_times_are_moved_onto_the_server_clock_by_the_batch_skew(database
     point = _op("l1", "location", 1, {"order_id": "o", "lat": 1, "lng": 2}, at=behind - 60_000)
     batch, _ = sync.store_batch(database, user_id="r1", role="rider", device_id="dev9", sent_at_ms=behind, ops=[point])
 
-    op = database[sync.OPERATIONS].find_one({"_id": "dev9:l1"})
+    op = database[sync.OPERATIONS].find_one({"_id": sync.op_key("r1", "dev9", "l1")})
     assert 3_590_000 <= batch["skew_ms"] <= 3_610_000
     assert op["at_ms"] == op["client_at_ms"] + batch["skew_ms"]  # a minute before it arrived, on the server's clock
     assert op["at_ms"] <= batch["received_at_ms"]
@@ -265,3 +265,38 @@ def test_a_stores_day_is_summed_at_most_once_per_interval_and_the_mark_outlives_
     assert after_second == after_first  # summed again only when due
     assert (third.orders, third.sum_due_in_ms) == (0, None)
     assert summed() == 5
+
+
+def test_a_device_that_moves_to_another_user_keeps_the_two_users_operations_apart(database) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 8: operations were keyed by device, so a second user's op ids collided with the first's."""
+    _shop(database, ATTA=10)
+    submit = _op("o1", "order.submit", 1, {"store_id": STORE, "items": [{"sku": "ATTA", "qty": 1}],
+                                           "payment_method": "cod"})
+    first, _ = sync.store_batch(database, user_id="c1", role="customer", device_id="shared", ops=[submit],
+                                batch_id="b1")
+    second, created = sync.store_batch(database, user_id="c2", role="customer", device_id="shared", ops=[submit],
+                                       batch_id="b1")  # the same client batch id and op id, another user
+
+    assert created and first["_id"] != second["_id"]
+    assert sync.view(database, first)["id"] == sync.view(database, second)["id"] == "b1"
+    sync.apply_device(database, "c1", "shared", _handlers(database), limit=100)
+    sync.apply_device(database, "c2", "shared", _handlers(database), limit=100)
+    assert database[collections.ORDERS].count_documents({"customer_id": "c1"}) == 1
+    assert database[collections.ORDERS].count_documents({"customer_id": "c2"}) == 1
+    assert sync.get_batch(database, "c2", "b1")["_id"] == second["_id"]
+    assert sync.get_batch(database, "c1", second["_id"]) is None  # not c1's
+
+
+def test_an_offline_order_keeps_to_the_apis_bounds(database, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from kirana.config import settings
+
+    _shop(database, ATTA=10_000)
+    too_much = settings().max_item_qty + 1
+    batch, _ = sync.store_batch(database, user_id="c1", role="customer", device_id="dev9", ops=[
+        _op("big", "order.submit", 1, {"store_id": STORE, "items": [{"sku": "ATTA", "qty": too_much}],
+                                       "payment_method": "cod"})])
+    sync.apply_device(database, "c1", "dev9", _handlers(database), limit=100)
+
+    shown = {r["op_id"]: r for r in sync.results(database, batch)}
+    assert (shown["big"]["status"], shown["big"]["reason"]) == ("rejected", "invalid")
+    assert database[collections.ORDERS].count_documents({"customer_id": "c1"}) == 0
