@@ -93,9 +93,9 @@ def _open_session(user: User, *, passed_two_factor: bool) -> tokens.Tokens:
 
 @bp.post("/register")
 @public
-@documented(body=schemas.RegisterIn, ok={201: out.UserOut}, errors=(409, 429), tags=("auth",))
+@documented(body=schemas.RegisterIn, ok={202: out.RegisteredOut}, errors=(429,), tags=("auth",))
 def register() -> tuple[Response, int]:
-    """Register a customer account."""
+    """Register a customer account: the same answer whether or not the email has one (a mail says which)."""
     cfg = settings()
     # Before the body is read: each registration costs a 64 MiB password hash and an account.
     wait = throttle.hit(redis_conn.client(), "register", client_address(), limit=cfg.register_per_address_per_hour,
@@ -107,15 +107,26 @@ def register() -> tuple[Response, int]:
         problem.headers = {"Retry-After": str(wait)}
         raise problem
     body = schemas.parse_body(request, schemas.RegisterIn)
+    database = db.database()
     try:
-        user = accounts.register(db.database(), body.email, body.password, phone=body.phone)
-    except accounts.EmailTaken as exc:
-        raise Problem(409, "email-taken", "Email already registered", str(exc)) from None
+        # Hashes the password before it finds the email taken: both answers take the same time.
+        user = accounts.register(database, body.email, body.password, phone=body.phone)
+    except accounts.EmailTaken:
+        # Told to the owner of the address, not to whoever asked: the answer below is the same.
+        owner = accounts.find_by_email(database, body.email)
+        if owner is not None:
+            notification_tasks.trigger(owner.id, "account_exists", {"email": owner.email},
+                                       key=f"account_exists:{owner.id}:{uuid.uuid4().hex}")
+        _audit("account.register_existing", actor=None, target=owner.id if owner else None)
     except accounts.WeakPassword as exc:
         raise Problem(422, "validation-error", "Request body is invalid", str(exc),
                       errors=[{"field": "password", "message": str(exc), "type": "weak_password"}]) from None
-    _audit("account.registered", actor=user.id, target=user.id)
-    return jsonify(user.view()), 201
+    else:
+        notification_tasks.trigger(user.id, "welcome", {"email": user.email}, key=f"welcome:{user.id}")
+        _audit("account.registered", actor=user.id, target=user.id)
+    return jsonify({"status": "accepted",
+                    "detail": "if the address can be registered, the account is ready: log in with your password. "
+                              "A mail to the address says so."}), 202
 
 
 @bp.post("/login")

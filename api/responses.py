@@ -164,6 +164,13 @@ class EnrolmentOut(_Out):
     qr_png: str
 
 
+class RegisteredOut(_Out):
+    """The same answer for a new address and a taken one (a mail to the address says which)"""
+
+    status: Literal["accepted"]
+    detail: str
+
+
 class EnrolmentTokenOut(_Out):
     """A one-time two-factor enrolment token for a privileged user"""
 

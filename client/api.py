@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import requests
 from pydantic import BaseModel
 
-from client.models import LoginOut, OrderOut, Problem, ProductPage, TokensOut, UserOut, VerifiedOut
+from client.models import LoginOut, OrderOut, Problem, ProductPage, RegisteredOut, TokensOut, VerifiedOut
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -110,9 +110,10 @@ class KiranaClient:
 
     # --- auth -----------------------------------------------------------------------
 
-    def register(self, email: str, password: str, phone: str | None = None) -> UserOut:
+    def register(self, email: str, password: str, phone: str | None = None) -> RegisteredOut:
+        """The same answer for a new address and a taken one; log in next (a mail tells the address which)."""
         body = {"email": email, "password": password, **({"phone": phone} if phone else {})}
-        return self._json(UserOut, "POST", "/api/v1/auth/register", json=body)
+        return self._json(RegisteredOut, "POST", "/api/v1/auth/register", json=body)
 
     def login(self, email: str, password: str, *, otp: str | None = None) -> LoginOut:
         self.tokens = None

@@ -30,6 +30,11 @@ class Problem(_Model):
     errors: list[dict[str, Any]] | None = None
 
 
+class RegisteredOut(_Model):
+    status: Literal["accepted"]
+    detail: str
+
+
 class UserOut(_Model):
     id: str
     email: str

@@ -152,6 +152,11 @@ def authenticate(db: Database, email: str, password: str) -> User:
     return User.from_doc(doc)
 
 
+def find_by_email(db: Database, email: str) -> User | None:
+    doc = db[USERS].find_one({"email": normalize_email(email)})
+    return None if doc is None else User.from_doc(doc)
+
+
 def get(db: Database, user_id: str) -> User:
     doc = db[USERS].find_one({"_id": user_id})
     if doc is None:

@@ -36,7 +36,7 @@ CHANNELS = ("sms", "email", "push", "in_app")
 # These reach the user even in quiet hours.
 URGENT = frozenset({"login_otp", "payment_failed"})
 # Events that go only to some channels whatever the preferences say.
-ONLY: Mapping[str, tuple[str, ...]] = {"login_otp": ("sms",)}
+ONLY: Mapping[str, tuple[str, ...]] = {"login_otp": ("sms",), "welcome": ("email",), "account_exists": ("email",)}
 # Events whose text must not stay in the database once sent.
 SECRET = frozenset({"login_otp"})
 DUPLICATE_KEY = 11000

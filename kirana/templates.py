@@ -50,6 +50,18 @@ _RAW: dict[str, dict[str, tuple[str, str]]] = {
         "en": ("Points returned", "{{ points }} points from order {{ order_id }} are back in your balance."),
         "hi": ("पॉइंट्स वापस", "ऑर्डर {{ order_id }} के {{ points }} पॉइंट्स आपके बैलेंस में वापस आ गए हैं।"),
     },
+    "welcome": {
+        "en": ("Welcome to Kirana", "Your Kirana account for {{ email }} is ready. Log in with your password."),
+        "hi": ("Kirana में स्वागत है", "{{ email }} के लिए आपका Kirana खाता तैयार है। अपने पासवर्ड से लॉगिन करें।"),
+    },
+    "account_exists": {
+        "en": ("Someone tried to sign up with your email",
+               "Someone tried to create a Kirana account for {{ email }}, which already has one. If it was you, "
+               "log in instead (or reset your password). If not, you need do nothing: your account is unchanged."),
+        "hi": ("किसी ने आपके ईमेल से साइन अप करने की कोशिश की",
+               "किसी ने {{ email }} के लिए नया Kirana खाता बनाने की कोशिश की, जिसका खाता पहले से है। अगर यह आप थे, तो "
+               "लॉगिन करें (या पासवर्ड बदलें)। अगर नहीं, तो कुछ करने की ज़रूरत नहीं: आपका खाता जैसा था वैसा है।"),
+    },
     "login_otp": {
         "en": ("Kirana login code",
                "Your Kirana login code is {{ code }}. It expires in {{ minutes }} minutes; do not share it."),

@@ -328,7 +328,7 @@ class ChaosStack:
             email = f"chaos-{uuid.uuid4().hex[:10]}@example.in"
             reg = requests.post(self.url("/api/v1/auth/register"), json={"email": email, "password": PASSWORD},
                                 timeout=15)
-            assert reg.status_code == 201, reg.text
+            assert reg.status_code == 202, reg.text
             found.append(self.login(email))
         return found
 

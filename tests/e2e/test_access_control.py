@@ -196,16 +196,29 @@ def test_a_password_change_revokes_every_session(stack, customer) -> None:  # ty
     assert requests.post(stack.url("/api/v1/auth/login"), json=relogin, timeout=10).status_code == 200
 
 
-def test_register_refuses_a_taken_email_and_a_weak_password(stack) -> None:  # type: ignore[no-untyped-def]
+def test_register_answers_a_taken_email_as_a_new_one_and_mails_the_owner(stack) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20, item 12: the answer does not tell whether an address has an account; a mail to it does."""
     email = f"dup-{uuid.uuid4().hex[:8]}@example.in"
-    assert requests.post(stack.url("/api/v1/auth/register"), json={"email": email, "password": PASSWORD},
-                         timeout=10).status_code == 201
-    taken = requests.post(stack.url("/api/v1/auth/register"), json={"email": email.upper(), "password": PASSWORD},
-                          timeout=10)
+    new = requests.post(stack.url("/api/v1/auth/register"), json={"email": email, "password": PASSWORD}, timeout=10)
+    taken = requests.post(stack.url("/api/v1/auth/register"), json={"email": email.upper(), "password": "another "
+                          "long passphrase"}, timeout=10)
     weak = requests.post(stack.url("/api/v1/auth/register"), json={"email": "w" + email, "password": "short"},
                          timeout=10)
-    assert taken.status_code == 409
+
+    assert new.status_code == taken.status_code == 202
+    assert new.json() == taken.json()
     assert weak.status_code == 422 and weak.json()["errors"][0]["field"] == "password"
+    # The owner's password still works (nothing was changed), and the address got both mails.
+    assert requests.post(stack.url("/api/v1/auth/login"), json={"email": email, "password": PASSWORD},
+                         timeout=10).status_code == 200
+
+    def mails() -> list[str]:
+        got = requests.get(f"{stack.mailbox_url}/messages", params={"to": email}, timeout=10).json()
+        subjects = sorted(m["subject"] for m in got)
+        return subjects if len(subjects) >= 2 else []
+
+    assert eventually(mails, what="the welcome and the someone-tried mails") == [
+        "Someone tried to sign up with your email", "Welcome to Kirana"]
 
 
 def test_an_unknown_email_and_a_wrong_password_get_the_same_answer(stack, customer) -> None:  # type: ignore[no-untyped-def]

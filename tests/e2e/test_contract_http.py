@@ -77,7 +77,7 @@ def test_accounts_and_two_factor(stack) -> None:  # type: ignore[no-untyped-def]
     email = f"contract-{uuid.uuid4().hex[:8]}@example.in"
     conforms(requests.post(stack.url("/api/v1/auth/register"), json={"email": email, "password": PASSWORD,
                                                                      "phone": "+919812345678"}, timeout=10),
-             "POST", "/api/v1/auth/register", 201)
+             "POST", "/api/v1/auth/register", 202)
     login = conforms(requests.post(stack.url("/api/v1/auth/login"), json={"email": email, "password": PASSWORD},
                                    timeout=10), "POST", "/api/v1/auth/login", 200).json()
     client = Client(stack.base_url, login["user"]["id"], email, login)

@@ -35,7 +35,7 @@ def test_the_runner_starts_everything_serves_an_order_and_stops_everything(tmp_p
         # As the README's quick start: register, log in, browse, order.
         http = requests.Session()
         account = {"email": "runner@example.in", "password": "a long enough password"}
-        assert http.post(f"{base}/api/v1/auth/register", json=account, timeout=10).status_code == 201
+        assert http.post(f"{base}/api/v1/auth/register", json=account, timeout=10).status_code == 202
         token = http.post(f"{base}/api/v1/auth/login", json=account, timeout=10).json()["access_token"]
         http.headers["Authorization"] = f"Bearer {token}"
         # The runner seeds the catalog once the servers answer.

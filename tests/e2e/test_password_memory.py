@@ -38,7 +38,7 @@ def _workers(master: int) -> list[int]:
 
 
 def _peak_while_registering(stack, hashes_at_once: int) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
-    """(the largest worker's RSS before, its peak during, the answers that were 201) for CONCURRENT registrations."""
+    """(the largest worker's RSS before, its peak during, the answers that were 202) for CONCURRENT registrations."""
     with api_server(stack.run_dir, stack.cfg, name=f"api-hashes-{hashes_at_once}",
                     PASSWORD_HASHES_AT_ONCE=str(hashes_at_once)) as api:
         url = f"http://127.0.0.1:{api.port}/api/v1/auth/register"
@@ -64,7 +64,7 @@ def _peak_while_registering(stack, hashes_at_once: int) -> tuple[int, int, int]:
                 range(CONCURRENT)))
         stop.set()
         sampler.join()
-        return before, peak[0], codes.count(201)
+        return before, peak[0], codes.count(202)
 
 
 def test_concurrent_registrations_hash_at_most_the_bound_at_once_per_worker(stack) -> None:  # type: ignore[no-untyped-def]
@@ -95,7 +95,7 @@ def test_registrations_past_the_hourly_limit_of_an_address_get_429_with_retry_af
         url = f"http://127.0.0.1:{api.port}/api/v1/auth/register"
         answers = [requests.post(url, json={"email": f"limit-{uuid.uuid4().hex}@example.in",
                                             "password": "a passphrase 1234"}, timeout=30) for _ in range(4)]
-    assert [a.status_code for a in answers] == [201, 201, 201, 429]
+    assert [a.status_code for a in answers] == [202, 202, 202, 429]
     refused = answers[-1]
     assert refused.headers["Content-Type"].startswith("application/problem+json")
     assert 0 < int(refused.headers["Retry-After"]) <= 3600
