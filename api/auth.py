@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -263,23 +264,24 @@ def remove() -> tuple[str, int]:
     user = accounts.get(database, current.user_id)
     # A stolen access token alone must not strip the account's second factor: the password and a
     # code, each failure counted toward the login lockout like a failed login.
-    r, cfg = redis_conn.client(), settings()
+    r = redis_conn.client()
     try:
         login_guard.check(r, user.email, client_address())
     except login_guard.LockedOut as exc:
         raise _locked(exc) from None
-    try:
-        accounts.authenticate(database, user.email, body.password)
-    except accounts.BadCredentials:
-        login_guard.failed(r, user.email, client_address(), _limits(cfg))
-        _audit("2fa.remove_failed", actor=user.id, target=user.id, reason="bad_password")
-        raise Problem(403, "invalid-credentials", "Invalid credentials", "the password is wrong") from None
-    try:
-        two_factor.verify_totp(database, current.user_id, body.code)
-    except two_factor.TwoFactorError:
-        login_guard.failed(r, user.email, client_address(), _limits(cfg))
-        _audit("2fa.remove_failed", actor=user.id, target=user.id, reason="bad_code")
-        raise Problem(422, "invalid-two-factor-code", "Invalid two-factor code", "the code is wrong") from None
+    checks: list[tuple[Callable[[], object], tuple[type[Exception], ...], str, Problem]] = [
+        (lambda: accounts.authenticate(database, user.email, body.password), (accounts.BadCredentials,),
+         "bad_password", Problem(403, "invalid-credentials", "Invalid credentials", "the password is wrong")),
+        (lambda: two_factor.verify_totp(database, user.id, body.code), (two_factor.TwoFactorError,),
+         "bad_code", Problem(422, "invalid-two-factor-code", "Invalid two-factor code", "the code is wrong")),
+    ]
+    for check, failures, reason, problem in checks:
+        try:
+            check()
+        except failures:
+            login_guard.failed(r, user.email, client_address(), _limits(settings()))
+            _audit("2fa.remove_failed", actor=user.id, target=user.id, reason=reason)
+            raise problem from None
     two_factor.disable(database, current.user_id)
     _audit("2fa.removed", actor=current.user_id, target=current.user_id)
     return "", 204

@@ -158,6 +158,27 @@ def _probe_queue():  # type: ignore[no-untyped-def]
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
+def _take_on_the_wire(conn, queue, body: dict, tag: str):  # type: ignore[no-untyped-def]
+    """A consumer of `queue` on `conn` whose BLMOVE has taken `body` (published now) and whose reply is unread."""
+    import time
+
+    from tasks.queues import inflight_key
+
+    channel = conn.default_channel
+    queue(channel).declare()
+    channel.basic_consume(queue.name, False, lambda message: None, tag)
+    channel.client.connection = channel.client.connection_pool.get_connection()  # what kombu's poller does
+    channel._brpop_start(timeout=5)  # the take is on the wire...
+    with app.connection_for_write() as other, other.Producer() as producer:
+        producer.publish(body, exchange=queue.exchange, routing_key=queue.routing_key, serializer="json")
+    inflight = inflight_key(queue.name, channel.consumer_id)
+    r = redis_conn.client()
+    deadline = time.monotonic() + 5
+    while r.llen(inflight) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return channel, inflight
+
+
 def test_a_taken_message_is_in_the_inflight_list_until_the_unacked_write_moves_it(redis_server) -> None:  # type: ignore[no-untyped-def]
     """Queue, in-flight list or unacked hash: a message is always in one of them, never in none."""
     from tasks.queues import inflight_key
@@ -189,24 +210,12 @@ def test_a_message_taken_by_a_consumer_that_dies_at_once_goes_back_when_its_leas
     in the dead consumer's in-flight list until a live consumer of the queue
     sees the lease lapse and moves it back.
     """
-    import time
-
-    from tasks.queues import INFLIGHT_LEASE_S, inflight_consumers_key, inflight_key, inflight_lease_key
+    from tasks.queues import INFLIGHT_LEASE_S, inflight_consumers_key, inflight_lease_key
 
     queue = _probe_queue()
     r = redis_conn.client()
     with app.connection_for_write() as dying:
-        channel = dying.default_channel
-        queue(channel).declare()
-        channel.basic_consume(queue.name, False, lambda message: None, "dying")
-        channel.client.connection = channel.client.connection_pool.get_connection()  # what kombu's poller does
-        channel._brpop_start(timeout=5)  # the take is on the wire...
-        with app.connection_for_write() as conn, conn.Producer() as producer:
-            producer.publish({"n": 2}, exchange=queue.exchange, routing_key=queue.routing_key, serializer="json")
-        inflight = inflight_key(queue.name, channel.consumer_id)
-        deadline = time.monotonic() + 5
-        while r.llen(inflight) == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        channel, inflight = _take_on_the_wire(dying, queue, {"n": 2}, "dying")
         channel.client.connection.disconnect()  # ...and the consumer dies before it reads the reply
         dead = channel.consumer_id
     assert r.llen(queue.name) == 0 and r.llen(inflight) == 1
@@ -231,27 +240,13 @@ def test_a_message_taken_by_a_consumer_that_dies_at_once_goes_back_when_its_leas
 
 def test_a_take_whose_reply_a_broken_connection_lost_goes_back_at_the_next_tick(redis_server) -> None:  # type: ignore[no-untyped-def]
     """The consumer lives on (kombu may keep the channel across a reconnect): it gives back its own list."""
-    import time
-
     import pytest
     import redis
-
-    from tasks.queues import inflight_key
 
     queue = _probe_queue()
     r = redis_conn.client()
     with app.connection_for_write() as conn:
-        channel = conn.default_channel
-        queue(channel).declare()
-        channel.basic_consume(queue.name, False, lambda message: None, "broken")
-        channel.client.connection = channel.client.connection_pool.get_connection()
-        channel._brpop_start(timeout=5)
-        with conn.Producer() as producer:
-            producer.publish({"n": 3}, exchange=queue.exchange, routing_key=queue.routing_key, serializer="json")
-        inflight = inflight_key(queue.name, channel.consumer_id)
-        deadline = time.monotonic() + 5
-        while r.llen(inflight) == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        channel, inflight = _take_on_the_wire(conn, queue, {"n": 3}, "broken")
         assert channel.tend_inflight() == 0  # the take is on the wire: its list is not orphaned
         channel.client.connection._sock.close()  # the connection breaks with the reply unread
         with pytest.raises((redis.exceptions.ConnectionError, OSError)):
