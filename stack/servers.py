@@ -8,6 +8,7 @@ touching the machine's own services.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -19,9 +20,43 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+# Ports handed out by this process, never twice.
+_GIVEN: set[int] = set()
+# How far below the kernel's ephemeral range the ports are picked.
+PORT_SPAN = 12_000
+
+
+def ephemeral_low() -> int:
+    """The first port the kernel gives outgoing connections (Linux: ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port free now, below the kernel's ephemeral range.
+
+    A stack's ports are chosen up front and bound later (the test suite picks the mailbox's,
+    the sandbox's and the gateways' at import, and starts them minutes later). A port from the
+    ephemeral range (what binding to port 0 gives) can meanwhile become the local port of any
+    outgoing connection, and the server then fails with "Address already in use" (seen in CI:
+    the mailbox). Below the range only another listener can take it.
+    """
+    low = ephemeral_low()
+    picker = random.SystemRandom()
+    for _ in range(500):
+        port = picker.randrange(max(1024, low - PORT_SPAN), low)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    with socket.socket() as s:  # that span is full: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
