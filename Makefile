@@ -23,7 +23,7 @@ DEPLOY_WITH    ?= compose
 KUBE_CONTEXT   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install exporter tools \
+.PHONY: help install exporter tools ferretdb \
         run stop logs seed fmt \
         test test-unit test-e2e check-deploy chaos fuzz demo bench soak bench-engine coverage \
         lint security \
@@ -59,6 +59,26 @@ $(EXPORTER_STAMP):
 	$(EXPORTER_VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/exporter-constraints.txt
 	rm -f $(EXPORTER_VENV)/.installed-*
 	touch $@
+
+# FerretDB (issue 22), from its Go module through the module proxy only, into .cache/ (git-ignored).
+# `go install …/cmd/ferretdb@$(FERRETDB_VERSION)` builds a binary that panics: the module zip lacks
+# the generated build/version/version.txt, so it is built from a copy of the module with that file.
+FERRETDB_VERSION := v1.24.2
+FERRETDB := .cache/go/bin/ferretdb
+GO_ENV := GOFLAGS=-mod=mod GOMODCACHE=$(CURDIR)/.cache/go/mod GOCACHE=$(CURDIR)/.cache/go/build
+
+$(FERRETDB):
+	@command -v go >/dev/null || { echo "make ferretdb: Go is missing (FerretDB is built from its Go module); install Go 1.26 or newer"; exit 1; }
+	@mkdir -p .cache/go/bin
+	$(GO_ENV) go mod download -json github.com/FerretDB/FerretDB@$(FERRETDB_VERSION) > .cache/ferretdb-module.json
+	rm -rf .cache/ferretdb-src
+	cp -r "$$($(PY) -c 'import json; print(json.load(open(".cache/ferretdb-module.json"))["Dir"])')" .cache/ferretdb-src
+	chmod -R u+w .cache/ferretdb-src
+	echo $(FERRETDB_VERSION) > .cache/ferretdb-src/build/version/version.txt
+	cd .cache/ferretdb-src && $(GO_ENV) go build -o $(CURDIR)/$(FERRETDB) ./cmd/ferretdb
+	$(FERRETDB) --version
+
+ferretdb: install $(FERRETDB) ## build FerretDB $(FERRETDB_VERSION) from its Go module into .cache/ (needs Go; issue 22)
 
 install: $(STAMP) ## create the virtualenv and install the pinned dependencies
 

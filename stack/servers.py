@@ -120,6 +120,22 @@ def mongo_command(port: int, data_dir: Path) -> list[str]:
     ]
 
 
+# FerretDB (issue 22), built by `make ferretdb` from its Go module into the ignored .cache/.
+FERRETDB = Path(__file__).resolve().parent.parent / ".cache" / "go" / "bin" / "ferretdb"
+
+
+def ferretdb_command(port: int, data_dir: Path) -> list[str]:
+    """FerretDB on SQLite in `data_dir`, on `port` alone (its debug listener, 8088 by default, off)."""
+    if not FERRETDB.exists():
+        raise FileNotFoundError(f"{FERRETDB} not found; run `make ferretdb` (needs Go)")
+    (data_dir / "sqlite").mkdir(parents=True, exist_ok=True)
+    return [
+        str(FERRETDB), "--handler=sqlite", f"--sqlite-url=file:{data_dir / 'sqlite'}/",
+        f"--state-dir={data_dir}", f"--listen-addr=127.0.0.1:{port}", "--debug-addr=-",
+        "--telemetry=disable", "--log-level=warn",
+    ]
+
+
 class Server:
     """A child process (serving on `port`, if given); a context manager that stops it."""
 
