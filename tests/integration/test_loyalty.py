@@ -237,12 +237,17 @@ def test_achievements_are_awarded_once_each(database, shop, lb) -> None:  # type
 def _entries(store: str, city: str, n_customers: int, n: int, seed: int) -> list[dict]:
     """Board entries in random order, with reversals and ties, all in the current day."""
     rnd = random.Random(seed)
-    base = now_ms() - 3_600_000
+    now = now_ms()
+    # Within the last hour, but never before today began (IST): in the first hour of a day an
+    # hour ago is yesterday, and the current day's boards were empty (a CI run at 00:10 IST).
+    day_start = boards.bucket_range_ms("day", boards.bucket("day", now))[0]  # type: ignore[index]
+    base = max(now - 3_600_000, day_start)
+    seconds = max(1, min(60, (now - base) // 1000))
     made = []
     for i in range(n):
         customer = f"c{rnd.randrange(n_customers):04d}"
         points = rnd.choice([5, 10, 10, 20])
-        at = base + rnd.randrange(60) * 1000  # few distinct seconds: ties in time too
+        at = base + rnd.randrange(seconds) * 1000  # few distinct seconds: ties in time too
         entry = {"_id": f"o{i}:base", "customer_id": customer, "order_id": f"o{i}", "store_id": store, "city": city,
                  "rule": "base", "kind": "earn", "points": points, "board": True, "at_ms": at,
                  "created_at_ms": now_ms() - 60_000}
