@@ -27,11 +27,15 @@ def _audit(action: str, *, actor: str | None, target: str | None = None, **detai
                                     ip=client_address()))
 
 
-def _locked(exc: login_guard.LockedOut) -> Problem:
-    problem = Problem(429, "too-many-attempts", "Too many failed attempts", str(exc),
-                      retry_after_s=exc.retry_after_s)
-    problem.headers = {"Retry-After": str(exc.retry_after_s)}
+def _too_many(slug: str, title: str, detail: str, retry_after_s: int) -> Problem:
+    """A 429 that says when to come back, in the body and in Retry-After."""
+    problem = Problem(429, slug, title, detail, retry_after_s=retry_after_s)
+    problem.headers = {"Retry-After": str(retry_after_s)}
     return problem
+
+
+def _locked(exc: login_guard.LockedOut) -> Problem:
+    return _too_many("too-many-attempts", "Too many failed attempts", str(exc), exc.retry_after_s)
 
 
 def _limits(cfg: Settings) -> login_guard.Limits:
@@ -102,11 +106,9 @@ def register() -> tuple[Response, int]:
     wait = throttle.hit(redis_conn.client(), "register", client_address(), limit=cfg.register_per_address_per_hour,
                         window_s=3600)
     if wait:
-        problem = Problem(429, "too-many-registrations", "Too many registrations",
-                          f"at most {cfg.register_per_address_per_hour} registrations an hour from one address; "
-                          f"try again in {wait} s", retry_after_s=wait)
-        problem.headers = {"Retry-After": str(wait)}
-        raise problem
+        raise _too_many("too-many-registrations", "Too many registrations",
+                        f"at most {cfg.register_per_address_per_hour} registrations an hour from one address; "
+                        f"try again in {wait} s", wait)
     body = schemas.parse_body(request, schemas.RegisterIn)
     database = db.database()
     try:
@@ -303,10 +305,8 @@ def sms_code() -> tuple[Response, int]:
         code = two_factor.issue_sms_code(database, redis_conn.client(), user.id, per_window=cfg.sms_otp_per_window,
                                          window_s=cfg.sms_otp_window_s, ttl_s=cfg.sms_otp_ttl_s)
     except two_factor.RateLimited as exc:
-        problem = Problem(429, "too-many-codes", "Too many SMS codes",
-                          f"try again in {exc.retry_after_s} s", retry_after_s=exc.retry_after_s)
-        problem.headers = {"Retry-After": str(exc.retry_after_s)}
-        raise problem from None
+        raise _too_many("too-many-codes", "Too many SMS codes", f"try again in {exc.retry_after_s} s",
+                        exc.retry_after_s) from None
     # A fresh key per code: each request is its own message.
     ref = two_factor.stash_sms_code(redis_conn.client(), code, ttl_s=cfg.sms_otp_ttl_s)
     notification_tasks.trigger(user.id, "login_otp", {"code_ref": ref, "minutes": cfg.sms_otp_ttl_s // 60},

@@ -32,7 +32,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import pyotp
 import redis
@@ -40,6 +40,8 @@ import segno
 from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
+
+from kirana import throttle
 
 TWO_FACTOR = "two_factor"
 RECOVERY_CODES = "recovery_codes"
@@ -53,17 +55,6 @@ SMS_CODE_DIGITS = 6
 # Codes of the step before and after the current one are accepted too, for
 # clocks that drift and codes typed as they change.
 VALID_WINDOW = 1
-
-# One atomic step: count this request and start the window on the first one
-# (or on a key that somehow lost its expiry). Returns [count, ttl].
-_COUNT_IN_WINDOW = """
-local n = redis.call('INCR', KEYS[1])
-if redis.call('TTL', KEYS[1]) < 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
-end
-return {n, redis.call('TTL', KEYS[1])}
-"""
-
 
 class TwoFactorError(Exception):
     """Base of the two-factor errors the API turns into problem responses."""
@@ -345,9 +336,9 @@ def issue_sms_code(db: Database, r: redis.Redis, user_id: str, *, per_window: in
     Redis); beyond that RateLimited says when to try again.
     """
     at = _now(now)
-    count, ttl = cast(list[int], r.eval(_COUNT_IN_WINDOW, 1, _sms_key(user_id), window_s))
-    if int(count) > per_window:
-        raise RateLimited(max(int(ttl), 1))
+    count, ttl = throttle.count_in_window(r, _sms_key(user_id), window_s)
+    if count > per_window:
+        raise RateLimited(max(ttl, 1))
     code = f"{secrets.randbelow(10**SMS_CODE_DIGITS):0{SMS_CODE_DIGITS}d}"
     salt = secrets.token_hex(16)
     db[SMS_CODES].update_one(
