@@ -32,11 +32,11 @@ STORE_TIMEOUT_S = 10.0
 
 def _store_and_enqueue(docs: list[dict[str, Any]]) -> list[bool]:
     stored = webhooks.store_many(db.database(), docs)
-    new_ids = [doc["_id"] for doc, new in zip(docs, stored, strict=True) if new]
-    if new_ids:
-        # With the broker down the handling waits in the outbox (and the reconcile
-        # job re-enqueues events left unhandled): acknowledge either way.
-        reliability.enqueue(handle_many, [new_ids])
+    # Duplicates are handed on too: a delivery whose insert landed but whose reply was lost was
+    # answered 503, so its redelivery is the only one that can enqueue its handling (handling
+    # is idempotent: an event already handled is a no-op). With the broker down the handling
+    # waits in the outbox (and the reconcile job re-enqueues events left unhandled).
+    reliability.enqueue(handle_many, [[doc["_id"] for doc in docs]])
     return stored
 
 

@@ -232,6 +232,9 @@ def mark_failed(db: Database, payment: dict[str, Any], gateway_payment: dict[str
 class CaptureResult:
     outcome: str  # captured | already_captured | captured_elsewhere | failed | not_authorized | busy
     settled: Settled | None = None
+    # busy: when the other run's capture lease lapses; the caller tries again then, because
+    # a run that died holding the lease leaves nothing else to come back for this payment.
+    retry_in_ms: int | None = None
 
 
 def _gateway_payment(gateway: Razorpay, payment: dict[str, Any]) -> dict[str, Any] | None:
@@ -246,7 +249,14 @@ def _gateway_payment(gateway: Razorpay, payment: dict[str, Any]) -> dict[str, An
     return None
 
 
-def capture(db: Database, gateway: Razorpay, payment_id: str, *, lease_ms: int) -> CaptureResult:
+def capture(db: Database, gateway: Razorpay, payment_id: str, *, lease_ms: int,
+            owner: str | None = None) -> CaptureResult:
+    """Capture an authorized attempt once, or record what Razorpay says became of it.
+
+    `owner` names the run (the task id, the same across its retries and
+    redeliveries): a run whose lease write landed but whose reply was lost
+    (MongoDB went away) takes its own lease back instead of finding it busy.
+    """
     payment = get_attempt(db, payment_id)
     if payment["status"] in PAID:
         return CaptureResult("already_captured", complete_order(db, payment)
@@ -267,13 +277,9 @@ def capture(db: Database, gateway: Razorpay, payment_id: str, *, lease_ms: int) 
     if remote["status"] != "authorized":
         return CaptureResult("not_authorized")
     advance(db, payment_id, S.AUTHORIZED, razorpay_payment_id=remote["id"])
-    now = now_ms()
-    leased = db[PAYMENTS].find_one_and_update(
-        {"_id": payment_id, "status": str(S.AUTHORIZED), "capturing_until_ms": {"$lt": now}},
-        {"$set": {"capturing_until_ms": now + lease_ms}},
-    )
-    if leased is None:
-        return CaptureResult("busy")
+    leased = _capture_lease(db, payment_id, lease_ms, owner)
+    if isinstance(leased, int):
+        return CaptureResult("busy", retry_in_ms=leased)
     try:
         captured = gateway.capture(remote["id"], payment["amount_paise"])
     except GatewayRefused:
@@ -288,6 +294,22 @@ def capture(db: Database, gateway: Razorpay, payment_id: str, *, lease_ms: int) 
         db[PAYMENTS].update_one({"_id": payment_id}, {"$set": {"capturing_until_ms": 0}})
         raise
     return CaptureResult("captured", mark_captured(db, payment, captured))
+
+
+def _capture_lease(db: Database, payment_id: str, lease_ms: int, owner: str | None) -> dict[str, Any] | int:
+    """The attempt, now leased to `owner` for `lease_ms`; or, held by another run, ms until its lease lapses."""
+    now = now_ms()
+    lease = {"$set": {"capturing_until_ms": now + lease_ms, "capturing_by": owner}}
+    leased = db[PAYMENTS].find_one_and_update(
+        {"_id": payment_id, "status": str(S.AUTHORIZED), "capturing_until_ms": {"$lt": now}}, lease)
+    if leased is None and owner is not None:
+        # Two guarded writes rather than one `$or`: the subset keeps to plain equality guards.
+        leased = db[PAYMENTS].find_one_and_update(
+            {"_id": payment_id, "status": str(S.AUTHORIZED), "capturing_by": owner}, lease)
+    if leased is not None:
+        return dict(leased)
+    current = get_attempt(db, payment_id)
+    return max(int(current.get("capturing_until_ms") or 0) - now, 0)
 
 
 # --- refunds ------------------------------------------------------------------------------

@@ -9,11 +9,17 @@ from kirana.gateway import GatewayUnavailable, Razorpay
 from tasks import dispatch, reliability
 from tasks.app import app
 from tasks.base import TRANSIENT, KiranaTask
+from tasks.queues import DELIVERY, Queue
 from tasks.reliability import run_once
 
 # Above the gateway timeout, so a live capture never loses its lease.
 CAPTURE_LEASE_MS = 30_000
 SWEEP_BATCH = 200
+
+
+def busy_countdown_s(lease_left_ms: int) -> int:
+    """Seconds until a busy capture tries again: just past the holder's lease, within the queue's cap."""
+    return min(lease_left_ms // 1000 + 1, DELIVERY[Queue.PAYMENTS].max_countdown_s)
 
 
 class PaymentTask(KiranaTask):
@@ -33,9 +39,13 @@ def create_order(order_id: str, attempt: int) -> str:
     return "awaiting_payment" if moved else "skipped"
 
 
-@app.task(name="payments.capture", base=PaymentTask, soft_time_limit=30, time_limit=40)
-def capture(payment_id: str) -> str:
-    result = payments.capture(db.database(), Razorpay(), payment_id, lease_ms=CAPTURE_LEASE_MS)
+@app.task(name="payments.capture", base=PaymentTask, bind=True, soft_time_limit=30, time_limit=40)
+def capture(self: PaymentTask, payment_id: str) -> str:
+    result = payments.capture(db.database(), Razorpay(), payment_id, lease_ms=CAPTURE_LEASE_MS,
+                              owner=self.request.id)
+    if result.retry_in_ms is not None:
+        # Busy: another run holds the lease. Come back when it lapses, in case that run died with it.
+        raise self.retry(countdown=busy_countdown_s(result.retry_in_ms))
     if result.settled and result.settled.refund:
         # Captured for an order that no longer wants it: the payment's follow-up, not an order move.
         reliability.enqueue(refund, [payment_id])

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from kirana import db as collections
-from kirana import payments
+from kirana import payments, webhooks
 from kirana.seed import STORES
 from tasks.app import app
 from tests.harness import Client
@@ -402,3 +402,64 @@ def test_a_signed_body_re_posted_under_a_new_event_id_is_a_duplicate(stack) -> N
 
     assert answers == ["accepted", "duplicate"]
     assert stack.db[payments.WEBHOOK_EVENTS].count_documents({"_id": {"$in": [first, second]}}) == 1
+
+
+def _authorized_without_webhooks(stack, customer) -> tuple[str, dict, dict]:  # type: ignore[no-untyped-def]
+    """A UPI order whose payment the bank authorized, with no webhook sent and no verify: nothing captures it yet."""
+    stack.sandbox.control(webhook_mode="drop")
+    order_id, _ = _order(stack, customer, "upi")
+    checkout = _wait(customer, order_id, "awaiting_payment")["payment"]
+    paid = stack.sandbox.checkout(checkout["razorpay_order_id"], "upi", flow="intent", vpa="asha@okicici",
+                                  outcome="success")
+    return order_id, checkout, paid
+
+
+def test_a_webhook_whose_first_insert_reply_was_lost_is_handled_on_redelivery(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    """The first delivery's insert landed but MongoDB's reply was lost: the API answered 503, and
+    Razorpay's redelivery is a duplicate. It must still be handled (the chaos suite's MongoDB
+    outage found such an order waiting for beat's reconcile)."""
+    order_id, checkout, paid = _authorized_without_webhooks(stack, customer)
+    body = json.dumps({"entity": "event", "event": "payment.authorized", "payload": {"payment": {"entity": {
+        "id": paid["razorpay_payment_id"], "entity": "payment", "order_id": checkout["razorpay_order_id"],
+        "amount": checkout["amount_paise"], "currency": "INR", "status": "authorized"}}}}).encode()
+    event_id = f"evt_{uuid.uuid4().hex[:14]}"
+    stack.db[payments.WEBHOOK_EVENTS].insert_one(webhooks.prepare(body, event_id))  # the landed first insert
+
+    again = _post_webhook(stack, body, _sign(stack.cfg.razorpay_webhook_secret, body), event_id)
+
+    assert again.status_code == 200 and again.json()["status"] == "duplicate", again.text
+    _wait(customer, order_id, "confirmed", timeout=15)
+    assert stack.db[payments.WEBHOOK_EVENTS].find_one({"_id": event_id})["status"] == "handled"
+    assert _captures(stack, paid["razorpay_payment_id"]) == 1
+
+
+def _leased(stack, payment_id: str, owner: str, for_ms: int) -> None:  # type: ignore[no-untyped-def]
+    stack.db[payments.PAYMENTS].update_one({"_id": payment_id}, {"$set": {
+        "status": "authorized", "capturing_until_ms": int(time.time() * 1000) + for_ms, "capturing_by": owner}})
+
+
+def test_a_capture_retried_after_its_lease_write_reply_was_lost_takes_its_own_lease_back(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    """The run wrote its capture lease, lost MongoDB's reply and retried (same task id): not busy with itself."""
+    order_id, checkout, paid = _authorized_without_webhooks(stack, customer)
+    payment_id = checkout["payment_id"]
+    task_id = f"capture-{uuid.uuid4().hex}"
+    _leased(stack, payment_id, task_id, for_ms=60_000)
+
+    app.send_task("payments.capture", [payment_id], task_id=task_id)
+
+    _wait(customer, order_id, "confirmed", timeout=10)  # well before the 60 s lease lapses
+    assert _captures(stack, paid["razorpay_payment_id"]) == 1
+
+
+def test_a_capture_finding_a_dead_runs_lease_tries_again_when_it_lapses(stack, customer) -> None:  # type: ignore[no-untyped-def]
+    """Another run took the lease and died with it: the busy run comes back once the lease lapses."""
+    order_id, checkout, paid = _authorized_without_webhooks(stack, customer)
+    payment_id = checkout["payment_id"]
+    _leased(stack, payment_id, "a-run-that-died", for_ms=2_000)
+
+    app.send_task("payments.capture", [payment_id])
+
+    time.sleep(1.0)
+    assert customer.order(order_id)["status"] == "awaiting_payment"  # busy while the lease holds
+    _wait(customer, order_id, "confirmed", timeout=15)
+    assert _captures(stack, paid["razorpay_payment_id"]) == 1
