@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pymongo
+from pymongo.collection import Collection
 from pymongo.database import Database
 
 from kirana import command_counts
@@ -95,6 +98,31 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     (LOYALTY_LEDGER, [("city", 1), ("at_ms", 1)], {}),
     (ACHIEVEMENTS, [("customer_id", 1)], {}),
 ]
+
+
+# Update statements per `update` command. FerretDB 1.24 (SQLite) keeps each statement's cursor
+# open until the whole command ends, and every write takes one more connection, from a pool of
+# 100 per database shared by all clients: a bulk of 100 updates deadlocks that database on its
+# own (docs/mongodb-subset.md). Small commands leave the pool to concurrent clients.
+MAX_UPDATES_PER_COMMAND = 25
+
+
+@dataclass(frozen=True)
+class BulkUpdated:
+    matched: int = 0
+    modified: int = 0
+    upserted: int = 0
+
+
+def bulk_update(collection: Collection, ops: Sequence[pymongo.UpdateOne]) -> BulkUpdated:
+    """Unordered bulk updates, sent at most MAX_UPDATES_PER_COMMAND to a command; the counts summed."""
+    matched = modified = upserted = 0
+    for start in range(0, len(ops), MAX_UPDATES_PER_COMMAND):
+        result = collection.bulk_write(list(ops[start:start + MAX_UPDATES_PER_COMMAND]), ordered=False)
+        matched += result.matched_count
+        modified += result.modified_count
+        upserted += result.upserted_count
+    return BulkUpdated(matched, modified, upserted)
 
 
 def index_keys(db: Database, collection: str) -> dict[tuple[tuple[str, int], ...], bool]:

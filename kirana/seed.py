@@ -21,6 +21,8 @@ from typing import Any
 import pymongo
 from pymongo.database import Database
 
+from kirana.db import bulk_update
+
 STORES: list[dict[str, str]] = [
     {
         "_id": "store-blr-indiranagar",
@@ -537,7 +539,7 @@ def seed(db: Database, *, now_ms: int | None = None) -> dict[str, int]:
         )
         for store in STORES
     ]
-    db["stores"].bulk_write(store_ops, ordered=False)
+    bulk_update(db["stores"], store_ops)
 
     products = db["products"]
     n_products = 0
@@ -563,10 +565,10 @@ def seed(db: Database, *, now_ms: int | None = None) -> dict[str, int]:
             )
             n_products += 1
             if len(batch) == _BATCH:
-                inserted += products.bulk_write(batch, ordered=False).upserted_count
+                inserted += bulk_update(products, batch).upserted
                 batch = []
     if batch:
-        inserted += products.bulk_write(batch, ordered=False).upserted_count
+        inserted += bulk_update(products, batch).upserted
     return {"stores": len(STORES), "products": n_products, "inserted": inserted}
 
 

@@ -21,6 +21,7 @@ from pymongo.database import Database
 from tqdm import tqdm
 
 from kirana.clock import now_ms
+from kirana.db import bulk_update
 
 PROGRESS = "migrations_progress"
 DEFAULT_BATCH = 500
@@ -67,7 +68,7 @@ def backfill(db: Database, ctx: Context, *, key: str, collection: str, missing: 
             if not docs:
                 break
             ops = [UpdateOne({"_id": doc["_id"], **guard}, {"$set": {missing: value(doc)}}) for doc in docs]
-            modified = db[collection].bulk_write(ops, ordered=False).modified_count
+            modified = bulk_update(db[collection], ops).modified
             cursor = docs[-1]["_id"]
             changed += modified
             db[PROGRESS].update_one({"_id": key}, {"$set": {"cursor": cursor, "updated_at_ms": now_ms()},

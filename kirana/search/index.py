@@ -365,11 +365,10 @@ def clear_marks(db: Database, marked: list[tuple[str, Any]]) -> int:
     """Unmark products whose indexed state is their latest: unless changed again since (`search_rev` moved on)."""
     if not marked:
         return 0
-    result = db[collections.PRODUCTS].bulk_write(
+    return collections.bulk_update(
+        db[collections.PRODUCTS],
         [pymongo.UpdateOne({"_id": pid, REV_FIELD: rev}, {"$unset": {DIRTY_FIELD: ""}}) for pid, rev in marked],
-        ordered=False,
-    )
-    return result.modified_count
+    ).modified
 
 
 def rebuild(db: Database, r: redis.Redis, *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:

@@ -174,3 +174,22 @@ def test_a_guarded_inc_keyed_by_an_entry_id_with_colons_applies_once(database) -
     assert accounts.find_one_and_update({"_id": "c", "balance": {"$gte": 20}}, spend) is None
     assert accounts.find_one({"_id": "c"}) == {"_id": "c", "balance": 10, "applied": {"ord_1:base": 1,
                                                                                       "ord_2:redeem": 2}}
+
+
+def test_bulk_updates_of_hundreds_are_sent_in_commands_the_server_finishes(database) -> None:  # type: ignore[no-untyped-def]
+    """FerretDB 1.24 (SQLite) deadlocks on one `update` command of more than 100 statements
+    over existing documents (each statement's cursor stays open until the command ends, from a
+    pool of 100). kirana.db.bulk_update sends at most MAX_UPDATES_PER_COMMAND per command."""
+    items = database["bulk"]
+    n = 2 * collections.MAX_UPDATES_PER_COMMAND + 50
+    ops = [pymongo.UpdateOne({"_id": f"p{i}"}, {"$set": {"v": 1}, "$setOnInsert": {"stock": 5}}, upsert=True)
+           for i in range(n)]
+
+    first = collections.bulk_update(items, ops)
+    again = collections.bulk_update(items, ops)  # over existing documents: what deadlocked
+    changed = collections.bulk_update(items, [pymongo.UpdateOne({"_id": f"p{i}"}, {"$inc": {"stock": -1}})
+                                              for i in range(n)])
+
+    assert (first.upserted, again.upserted, again.matched, again.modified) == (n, 0, n, 0)
+    assert (changed.matched, changed.modified) == (n, n)
+    assert items.count_documents({"stock": 4}) == n
