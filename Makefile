@@ -23,7 +23,7 @@ DEPLOY_WITH    ?= compose
 KUBE_CONTEXT   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install exporter tools ferretdb \
+.PHONY: help install exporter tools ferretdb ferretdb-stock test-ferretdb \
         run stop logs seed fmt \
         test test-unit test-e2e check-deploy chaos fuzz demo bench soak bench-engine coverage \
         lint security \
@@ -62,23 +62,40 @@ $(EXPORTER_STAMP):
 
 # FerretDB (issue 22), from its Go module through the module proxy only, into .cache/ (git-ignored).
 # `go install …/cmd/ferretdb@$(FERRETDB_VERSION)` builds a binary that panics: the module zip lacks
-# the generated build/version/version.txt, so it is built from a copy of the module with that file.
+# the generated build/version/version.txt, so it is built from a copy of the module with that file,
+# and with deploy/ferretdb/serialize-writes.patch: stock 1.24 applies two concurrent guarded updates
+# of one document both (docs/mongodb-subset.md). `make ferretdb-stock` builds it unpatched.
 FERRETDB_VERSION := v1.24.2
 FERRETDB := .cache/go/bin/ferretdb
+FERRETDB_STOCK := .cache/go/bin/ferretdb-stock
+FERRETDB_PATCH := deploy/ferretdb/serialize-writes.patch
 GO_ENV := GOFLAGS=-mod=mod GOMODCACHE=$(CURDIR)/.cache/go/mod GOCACHE=$(CURDIR)/.cache/go/build
 
-$(FERRETDB):
+.cache/ferretdb-module.json:
 	@command -v go >/dev/null || { echo "make ferretdb: Go is missing (FerretDB is built from its Go module); install Go 1.26 or newer"; exit 1; }
 	@mkdir -p .cache/go/bin
-	$(GO_ENV) go mod download -json github.com/FerretDB/FerretDB@$(FERRETDB_VERSION) > .cache/ferretdb-module.json
+	$(GO_ENV) go mod download -json github.com/FerretDB/FerretDB@$(FERRETDB_VERSION) > $@.tmp && mv $@.tmp $@
+
+# $(1): the binary; $(2): the patch to apply, if any.
+define build_ferretdb
 	rm -rf .cache/ferretdb-src
 	cp -r "$$($(PY) -c 'import json; print(json.load(open(".cache/ferretdb-module.json"))["Dir"])')" .cache/ferretdb-src
 	chmod -R u+w .cache/ferretdb-src
 	echo $(FERRETDB_VERSION) > .cache/ferretdb-src/build/version/version.txt
-	cd .cache/ferretdb-src && $(GO_ENV) go build -o $(CURDIR)/$(FERRETDB) ./cmd/ferretdb
-	$(FERRETDB) --version
+	$(if $(2),patch -p1 -d .cache/ferretdb-src < $(2))
+	cd .cache/ferretdb-src && $(GO_ENV) go build -o $(CURDIR)/$(1) ./cmd/ferretdb
+	$(1) --version
+endef
 
-ferretdb: install $(FERRETDB) ## build FerretDB $(FERRETDB_VERSION) from its Go module into .cache/ (needs Go; issue 22)
+$(FERRETDB): .cache/ferretdb-module.json $(FERRETDB_PATCH)
+	$(call build_ferretdb,$(FERRETDB),$(FERRETDB_PATCH))
+
+$(FERRETDB_STOCK): .cache/ferretdb-module.json
+	$(call build_ferretdb,$(FERRETDB_STOCK),)
+
+ferretdb: install $(FERRETDB) ## build FerretDB $(FERRETDB_VERSION) from its Go module into .cache/, writes serialized (needs Go; issue 22)
+
+ferretdb-stock: install $(FERRETDB_STOCK) ## the same FerretDB without Kirana's patch, to see the race it fixes (KIRANA_FERRETDB=.cache/go/bin/ferretdb-stock)
 
 install: $(STAMP) ## create the virtualenv and install the pinned dependencies
 
@@ -118,6 +135,11 @@ test: install exporter ## every test, under coverage (fails below the floor in p
 	@$(PY) -m coverage combine -q
 	@echo "line and branch coverage over every process: $$($(PY) -m coverage report --format=total)% (floor: fail_under in pyproject.toml; make coverage for the table)"
 	@$(PY) -m coverage report --format=total >/dev/null
+
+# The suite's MongoDB-backed tiers on FerretDB (issue 22): a second implementation of the wire
+# protocol, so nothing passes only because of nx-27017's own behaviour. No coverage run: `make test` has it.
+test-ferretdb: install exporter $(FERRETDB) ## the integration and e2e tests with FerretDB as the MongoDB (builds it; needs Go)
+	KIRANA_TEST_MONGO=ferretdb $(PY) -m pytest tests/integration tests/e2e
 
 test-unit: install ## only the fast tests that need no servers
 	$(PY) -m pytest tests/unit

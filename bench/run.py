@@ -298,7 +298,7 @@ def start_data_servers(tmp: Path, redis_port: int, mongo_port: int,
         (tmp / sub).mkdir(exist_ok=True)
     start(servers.Server("redis", servers.redis_command(redis_port, tmp / "redis"), redis_port,
                          log=tmp / "redis.log"))
-    start(servers.Server("mongo", servers.mongo_command(mongo_port, tmp / "mongo"), mongo_port,
+    start(servers.Server("mongo", servers.test_mongo_command(mongo_port, tmp / "mongo"), mongo_port,
                          log=tmp / "mongo.out"))
     database = db.database(settings())
     db.ensure_indexes(database)

@@ -17,6 +17,13 @@ from kirana.stock import product_id as make_product_id
 _SHOWN = {"holds": 0}
 
 
+def _shown(doc: dict[str, Any]) -> dict[str, Any]:
+    """A product as a write returned it, without the orders' holds. Dropped here, not by a
+    projection: FerretDB 1.24 refuses a projection in findAndModify (docs/mongodb-subset.md)."""
+    doc.pop("holds", None)
+    return doc
+
+
 def product_view(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": doc["_id"],
@@ -92,11 +99,11 @@ def update_product(db: Database, product_id: str, changes: dict[str, Any]) -> di
     now = now_ms()
     update = dirty.mark(now)
     update["$set"] = {**{k: v for k, v in changes.items() if k in EDITABLE}, "updated_at_ms": now}
-    found = db[collections.PRODUCTS].find_one_and_update({"_id": product_id}, update, _SHOWN,
+    found = db[collections.PRODUCTS].find_one_and_update({"_id": product_id}, update,
                                                         return_document=ReturnDocument.AFTER)
     if found is None:
         raise ProductNotFound(product_id)
-    return found
+    return _shown(found)
 
 
 def adjust_stock(db: Database, product_id: str, delta: int) -> dict[str, Any]:
@@ -109,11 +116,11 @@ def adjust_stock(db: Database, product_id: str, delta: int) -> dict[str, Any]:
     guard: dict[str, Any] = {"_id": product_id}
     if delta < 0:
         guard["stock"] = {"$gte": -delta}
-    found = db[collections.PRODUCTS].find_one_and_update(guard, update, _SHOWN, return_document=ReturnDocument.AFTER)
+    found = db[collections.PRODUCTS].find_one_and_update(guard, update, return_document=ReturnDocument.AFTER)
     if found is None:
         product = get_product(db, product_id)
         raise ProductBusy(f"only {product['stock']} in stock; cannot take {-delta}")
-    return found
+    return _shown(found)
 
 
 def delete_product(db: Database, product_id: str) -> None:

@@ -125,15 +125,27 @@ FERRETDB = Path(__file__).resolve().parent.parent / ".cache" / "go" / "bin" / "f
 
 
 def ferretdb_command(port: int, data_dir: Path) -> list[str]:
-    """FerretDB on SQLite in `data_dir`, on `port` alone (its debug listener, 8088 by default, off)."""
-    if not FERRETDB.exists():
-        raise FileNotFoundError(f"{FERRETDB} not found; run `make ferretdb` (needs Go)")
+    """FerretDB on SQLite in `data_dir`, on `port` alone (its debug listener, 8088 by default, off).
+
+    KIRANA_FERRETDB names another build (`make ferretdb-stock`: without Kirana's patch).
+    """
+    binary = Path(os.environ.get("KIRANA_FERRETDB") or FERRETDB)
+    if not binary.exists():
+        raise FileNotFoundError(f"{binary} not found; run `make ferretdb` (needs Go)")
     (data_dir / "sqlite").mkdir(parents=True, exist_ok=True)
     return [
-        str(FERRETDB), "--handler=sqlite", f"--sqlite-url=file:{data_dir / 'sqlite'}/",
+        str(binary), "--handler=sqlite", f"--sqlite-url=file:{data_dir / 'sqlite'}/",
         f"--state-dir={data_dir}", f"--listen-addr=127.0.0.1:{port}", "--debug-addr=-",
         "--telemetry=disable", "--log-level=warn",
     ]
+
+
+def test_mongo_command(port: int, data_dir: Path) -> list[str]:
+    """The MongoDB the tests, the chaos suite and the benches start: nx-27017, or FerretDB when
+    KIRANA_TEST_MONGO=ferretdb (`make test-ferretdb`)."""
+    if os.environ.get("KIRANA_TEST_MONGO") == "ferretdb":
+        return ferretdb_command(port, data_dir)
+    return mongo_command(port, data_dir)
 
 
 class Server:

@@ -85,10 +85,9 @@ def mongo_server() -> Iterator[str]:
         return
     data = RUN_DIR / "mongo"
     data.mkdir(exist_ok=True)
-    # KIRANA_TEST_MONGO=ferretdb: FerretDB instead (`make ferretdb` builds it; issue 22).
-    command = (servers.ferretdb_command if os.environ.get("KIRANA_TEST_MONGO") == "ferretdb"
-               else servers.mongo_command)
-    with servers.Server("mongo", command(_OWN_MONGO_PORT, data), _OWN_MONGO_PORT, log=RUN_DIR / "mongo.out"):
+    # KIRANA_TEST_MONGO=ferretdb: FerretDB instead (`make test-ferretdb`; issue 22).
+    command = servers.test_mongo_command(_OWN_MONGO_PORT, data)
+    with servers.Server("mongo", command, _OWN_MONGO_PORT, log=RUN_DIR / "mongo.out"):
         yield os.environ["MONGO_URL"]
 
 

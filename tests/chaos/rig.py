@@ -107,7 +107,7 @@ class ChaosStack:
                                        RAZORPAY_BASE_URL=self.cfg.razorpay_base_url, **CHILD_ENV, **env)
         self.redis = servers.Server("redis", servers.redis_command(redis_port, run_dir / "redis"), redis_port,
                                     log=run_dir / "redis.log", cwd=ROOT)
-        self.mongo = servers.Server("mongo", servers.mongo_command(mongo_port, run_dir / "mongo"), mongo_port,
+        self.mongo = servers.Server("mongo", servers.test_mongo_command(mongo_port, run_dir / "mongo"), mongo_port,
                                     log=run_dir / "mongo.out", cwd=ROOT)
         self.base_url = f"http://127.0.0.1:{self.api_port}"
         self.api = servers.Server("api", api_command(self.cfg, port=self.api_port), self.api_port, env=self.env,
