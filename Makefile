@@ -138,8 +138,11 @@ test: install exporter ## every test, under coverage (fails below the floor in p
 
 # The suite's MongoDB-backed tiers on FerretDB (issue 22): a second implementation of the wire
 # protocol, so nothing passes only because of nx-27017's own behaviour. No coverage run: `make test` has it.
+# CI runs FERRETDB_TIERS=tests/integration: on FerretDB's SQLite backend every filter but {_id: v}
+# scans its whole collection, and 6 e2e tests miss their time limits (README, "Not built yet").
+FERRETDB_TIERS ?= tests/integration tests/e2e
 test-ferretdb: install exporter $(FERRETDB) ## the integration and e2e tests with FerretDB as the MongoDB (builds it; needs Go)
-	KIRANA_TEST_MONGO=ferretdb $(PY) -m pytest tests/integration tests/e2e
+	KIRANA_TEST_MONGO=ferretdb $(PY) -m pytest $(FERRETDB_TIERS)
 
 test-unit: install ## only the fast tests that need no servers
 	$(PY) -m pytest tests/unit

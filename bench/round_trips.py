@@ -29,6 +29,8 @@ import redis.connection
 from pymongo import ReturnDocument, monitoring
 from pymongo.database import Database
 
+from stack import servers
+
 # Issue #19's "today": measured on the pipeline before one write per transition.
 BEFORE = {"cash": 15, "cash_api": 3, "cash_worker": 12}
 GOAL = {"cash": 7, "upi": 12}
@@ -248,7 +250,8 @@ def report(cash: Path, upi: Path, updates_per_s: float, confirmed_per_s: float |
     lines.append(f"(each task message also costs its worker's consumer ~{CONSUMER_ROUND_TRIPS_PER_MESSAGE} Redis "
                  f"round trips to fetch and ack, not counted above)")
     bound = updates_per_s / cash.own_mongo
-    lines.append(f"nx-27017 single-document conditional updates: {updates_per_s:,.0f}/s (4 threads, 3 s) -> at "
+    lines.append(f"{servers.test_mongo_name()} single-document conditional updates: {updates_per_s:,.0f}/s "
+                 f"(4 threads, 3 s) -> at "
                  f"{cash.own_mongo} commands per cash order it allows {bound:,.0f} orders/s")
     if confirmed_per_s:
         share = confirmed_per_s / bound

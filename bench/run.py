@@ -274,7 +274,7 @@ class Running:
 
     def sessions(self) -> dict[str, int]:
         """The session id (= the pid started) of each running server, for bench.procstat, named for the table."""
-        names = {"api": "api (gunicorn)", "mongo": "nx-27017", "redis": "redis",
+        names = {"api": "api (gunicorn)", "mongo": servers.test_mongo_name(), "redis": "redis",
                  f"worker-{webhooks.POOL}": "webhooks worker"}
         return {label: server.proc.pid for name, label in names.items()
                 if (server := self.servers.get(name)) is not None and server.proc is not None
@@ -314,7 +314,7 @@ def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers
     """
 
     start = starter(started)
-    log(f"redis-server :{redis_port} and nx-27017 :{mongo_port} in {tmp}")
+    log(f"redis-server :{redis_port} and {servers.test_mongo_name()} :{mongo_port} in {tmp}")
     database = start_data_servers(tmp, redis_port, mongo_port, start)
     cfg = settings()
     skus: list[str] = []

@@ -140,6 +140,11 @@ def ferretdb_command(port: int, data_dir: Path) -> list[str]:
     ]
 
 
+def test_mongo_name() -> str:
+    """The name of the server test_mongo_command starts, for what the benches print."""
+    return "FerretDB" if os.environ.get("KIRANA_TEST_MONGO") == "ferretdb" else "nx-27017"
+
+
 def test_mongo_command(port: int, data_dir: Path) -> list[str]:
     """The MongoDB the tests, the chaos suite and the benches start: nx-27017, or FerretDB when
     KIRANA_TEST_MONGO=ferretdb (`make test-ferretdb`)."""
