@@ -49,6 +49,13 @@ SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute=45, hour=4),
         "options": {"expires": 3000.0},
     },
+    # Finished records past their retention (kirana/retention.py, docs/retention.md), after the
+    # backup has them: paced batches, run-once.
+    "storage-prune-daily": {
+        "task": "backups.prune_storage",
+        "schedule": crontab(minute=15, hour=5),
+        "options": {"expires": 3000.0},
+    },
     # Offline sync batches still pending after SYNC_SWEEP_AFTER_S (a message lost
     # between the API's write and the broker) are applied again.
     "sync-sweep": {

@@ -167,6 +167,17 @@ class Settings:
     loyalty_point_value_paise: int = 25  # a redeemed point takes ₹0.25 off
     # A leaderboard refresh counts ledger entries older than this; newer ones arrive incrementally.
     leaderboard_refresh_margin_s: int = 10
+    # Bounded storage (kirana.retention): days finished records are kept, and how the daily prune
+    # deletes them (records a command, pause between commands, commands per rule per run).
+    retention_outbox_days: int = 7
+    retention_webhook_days: int = 30  # well past Razorpay's 24 h of redeliveries: duplicates stay known
+    retention_dead_letter_days: int = 30  # replayed and discarded ones; open ones stay
+    retention_notification_attempt_days: int = 90
+    retention_sync_days: int = 30
+    retention_session_days: int = 30  # ended (revoked or expired) sessions, their spent tokens
+    prune_batch: int = 1000
+    prune_pause_s: float = 0.2
+    prune_max_batches: int = 200
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -97,6 +97,18 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, object]]] = [
     (LOYALTY_LEDGER, [("store_id", 1), ("at_ms", 1)], {}),
     (LOYALTY_LEDGER, [("city", 1), ("at_ms", 1)], {}),
     (ACHIEVEMENTS, [("customer_id", 1)], {}),
+    # Bounded storage (kirana.retention): each prune rule's guard and age field, oldest first.
+    ("outbox", [("status", 1), ("sent_at_ms", 1)], {}),
+    ("webhook_events", [("status", 1), ("handled_at_ms", 1)], {}),
+    ("dead_letters", [("status", 1), ("replayed_at_ms", 1)], {}),
+    ("dead_letters", [("status", 1), ("discarded_at_ms", 1)], {}),
+    ("notification_attempts", [("at_ms", 1)], {}),
+    ("sync_operations", [("status", 1), ("applied_at_ms", 1)], {}),
+    ("sync_batches", [("status", 1), ("applied_at_ms", 1)], {}),
+    ("sessions", [("revoked_at_ms", 1)], {}),
+    ("sessions", [("expires_at_ms", 1)], {}),
+    ("refresh_tokens_spent", [("expires_at_ms", 1)], {}),
+    ("enrolment_tokens", [("expires_at_ms", 1)], {}),
 ]
 
 

@@ -331,6 +331,20 @@ STEPS: list[Step] = [
          indexes=(index("sync_operations", "user_id", "device_id", "status"),
                   index("sync_batches", "user_id", "device_id", "status")),
          data_up=_sync_by_user, data_down=_sync_by_user_down),
+    Step(16, "bounded storage: an index per prune rule, its guard and the age it reads (kirana/retention.py)",
+         indexes=(
+             index("outbox", "status", "sent_at_ms"),
+             index("webhook_events", "status", "handled_at_ms"),
+             index("dead_letters", "status", "replayed_at_ms"),
+             index("dead_letters", "status", "discarded_at_ms"),
+             index("notification_attempts", "at_ms"),
+             index("sync_operations", "status", "applied_at_ms"),
+             index("sync_batches", "status", "applied_at_ms"),
+             index("sessions", "revoked_at_ms"),
+             index("sessions", "expires_at_ms"),
+             index("refresh_tokens_spent", "expires_at_ms"),
+             index("enrolment_tokens", "expires_at_ms"),
+         )),
 ]
 
 

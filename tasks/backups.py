@@ -1,11 +1,14 @@
-"""backups queue: take a backup (daily by beat, or on demand), verify the latest, prune old ones."""
+"""backups queue: take a backup (daily by beat, or on demand), verify the latest, prune old ones;
+and the daily prune of finished records (bounded storage), the other housekeeping job."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kirana import audit, db
+from kirana import audit, db, retention
 from kirana.backups import jobs
+from kirana.clock import now_ms
+from kirana.config import settings
 from tasks import audit as audit_task
 from tasks.app import app
 from tasks.base import KiranaTask
@@ -46,3 +49,13 @@ def verify(backup: str = "latest") -> dict[str, Any]:
 @run_once("backups.prune", ttl_s=420)
 def prune() -> list[str]:
     return jobs.prune(db.database())
+
+
+@app.task(name="backups.prune_storage", base=KiranaTask, soft_time_limit=SOFT_LIMIT_S, time_limit=HARD_LIMIT_S)
+@run_once("backups.prune_storage", ttl_s=HARD_LIMIT_S + 60)
+def prune_storage() -> dict[str, int]:
+    """Finished records past their retention (kirana.retention), in paced batches; audited with the counts."""
+    deleted = retention.prune(db.database(), settings(), now_ms=now_ms())
+    audit_task.send(audit.new_event("storage.pruned", actor=None, target="retention",
+                                    detail={name: n for name, n in deleted.items() if n}))
+    return deleted

@@ -39,3 +39,11 @@ def test_bulk_writes_go_through_the_chunking_helper() -> None:
 def _bulk_update_line() -> int:
     source = (ROOT / "kirana" / "db.py").read_text().splitlines()
     return next(i for i, line in enumerate(source, 1) if ".bulk_write(" in line)
+
+
+def test_every_prune_rule_reads_through_an_index_of_its_guard_and_age() -> None:
+    from kirana import db, retention
+
+    declared = {(collection, tuple(keys)) for collection, keys, _ in db.INDEXES}
+    missing = [rule.name for rule in retention.RULES if (rule.collection, tuple(rule.index_keys())) not in declared]
+    assert missing == []
