@@ -41,13 +41,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and submit->confirmed latency; then accepted events/s and latency of POST /webhooks/razorpay; "
         "on private servers started for the run.",
     )
-    parser.add_argument("--only", choices=("orders", "webhooks", "sockets", "search", "backups", "loyalty", "all"),
+    parser.add_argument("--only", choices=("orders", "webhooks", "sockets", "search", "backups", "loyalty", "prune",
+                                           "all"),
                         default="all",
                         help="which phases: orders (and the bare route), webhooks, sockets (live order updates "
                         "over WebSockets), search (search/suggest latency, rebuild times, index lag), backups "
                         "(backup and restore throughput beside the disk's write speed), loyalty (ledger entries/s "
-                        "through the leaderboards queue and a full leaderboard refresh, on servers of its own), "
-                        "or all (default)")
+                        "through the leaderboards queue and a full leaderboard refresh, on servers of its own), prune "
+                        "(the bounded-storage prune of --prune-rows old rows, and the orders' rate before and "
+                        "during it), or all (default)")
     parser.add_argument("--backup-docs", type=_positive, default=1_000_000,
                         help="documents in the collection the backups phase dumps and restores (1000000)")
     parser.add_argument("--disk-mb", type=_positive, default=1024,
@@ -86,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "of these rates in turn (e.g. 10,20,30,40) for --rate-seconds each, and print "
                         "submit->confirmed p50/p99 per rate and the highest rate whose p99 stays <= 250 ms")
     parser.add_argument("--rate-seconds", type=float, default=60.0, help="seconds per rate of --rates (60)")
+    parser.add_argument("--prune-rows", type=int, default=1_000_000,
+                        help="with --only prune: old rows the prune phase deletes (default 1,000,000)")
     parser.add_argument("--client", choices=("requests", "http", "raw"), default=None,
                         help="the load generator's keep-alive connections in every phase: requests.Session or bare "
                         "http.client per thread, or raw asyncio connections on one thread (per request ~2, ~0.2 and "
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                            breakdown=args.breakdown, client=args.client, sockets=args.sockets,
                            searches=args.searches, search_catalog=args.search_catalog, update_rate=args.update_rate,
                            update_seconds=args.update_seconds, rate=args.rate,
-                           rates=args.rates, rate_seconds=args.rate_seconds)
+                           rates=args.rates, rate_seconds=args.rate_seconds, prune_rows=args.prune_rows)
             failed = run(opts, tmp, redis_port, mongo_port, stop)
         if args.only == "all":
             print(flush=True)

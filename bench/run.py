@@ -24,6 +24,7 @@ from typing import Any
 
 from pymongo.database import Database
 
+from bench import prune as prune_bench
 from bench import search as search_bench
 from bench import sockets, webhooks
 from bench.bare_app import QUEUE as BARE_QUEUE
@@ -76,6 +77,9 @@ class Options:
     # Instead of the orders and bare phases: each of these rates in turn, `rate_seconds` each.
     rates: tuple[float, ...] = ()
     rate_seconds: float = 60.0
+    # Prune phase (bench.prune): old rows to prune, cash orders per measured batch around it.
+    prune_rows: int = 1_000_000
+    prune_orders: int = 200
 
     def client_for(self, phase: str) -> str:
         return self.client or ("raw" if phase == "webhooks" else "requests")
@@ -95,6 +99,15 @@ class Options:
     @property
     def run_search(self) -> bool:
         return self.only in ("search", "all")
+
+    @property
+    def run_prune(self) -> bool:
+        return self.only in ("prune", "all")
+
+    @property
+    def needs_orders(self) -> bool:
+        """The catalog stocked and an orders worker: the orders phases and the prune phase's orders."""
+        return self.run_orders or self.run_prune
 
 
 @dataclass(frozen=True)
@@ -318,9 +331,9 @@ def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers
     database = start_data_servers(tmp, redis_port, mongo_port, start)
     cfg = settings()
     skus: list[str] = []
-    if opts.run_search and not opts.run_orders:
+    if opts.run_search and not opts.needs_orders:
         seed.seed(database)
-    if opts.run_orders:
+    if opts.needs_orders:
         seeded = seed.seed(database)
         skus = stock_up(database)
         log(f"seeded {seeded['products']} products; {len(skus)} bench SKUs stocked in {STORE_ID}")
@@ -331,7 +344,7 @@ def start_all(tmp: Path, redis_port: int, mongo_port: int, started: list[servers
     api_port, bare_port = servers.free_port(), servers.free_port()
     api_argv = api_command(cfg, port=api_port)
     start(servers.Server("api", api_argv, api_port, env=env, log=tmp / "api.log", cwd=ROOT))
-    pools = ([POOL] if opts.run_orders else []) + (
+    pools = ([POOL] if opts.needs_orders else []) + (
         [webhooks.POOL] if opts.run_webhooks and opts.webhooks_worker else []) + (
         [search_bench.POOL] if opts.run_search else [])
     workers = {
@@ -538,27 +551,46 @@ def run_search(opts: Options, up: Running) -> bool:
     return result.failed
 
 
+def run_prune(opts: Options, up: Running, clients: list[Client], stop: threading.Event) -> bool:
+    """The bounded-storage prune phase (bench.prune) and its lines; True when something failed."""
+    rng = random.Random(opts.seed + 5)
+    clients.append(Client(opts.concurrency, stop, opts.client_for("orders")))
+    headers = customer_headers(up)
+
+    def orders_per_s() -> tuple[float, int]:
+        bodies = order_bodies(opts.prune_orders, STORE_ID, up.skus, rng)
+        phase = clients[-1].run(up.orders_url, bodies, headers=[headers] * len(bodies))
+        wait_drained(up.cfg, up.database)
+        conf = confirmation(up.database, [_order_id(loc) for loc in phase.locations])
+        return (conf.confirmed / (conf.span_ms / 1000) if conf.span_ms else 0.0), conf.confirmed
+
+    log(f"prune: filling {opts.prune_rows:,} old rows, then orders before and during the prune")
+    result = prune_bench.run_phase(up.database, up.cfg, opts.prune_rows, orders_per_s)
+    print(prune_bench.report(result, servers.test_mongo_name()), flush=True)
+    return result.failed
+
+
 def run(opts: Options, tmp: Path, redis_port: int, mongo_port: int, stop: threading.Event) -> int:
     """Start everything under `tmp`, run the selected phases, print the tables; stop everything it started."""
     started: list[servers.Server] = []
     clients: list[Client] = []
     try:
         up = start_all(tmp, redis_port, mongo_port, started, opts)
+        phases: list[tuple[bool, Callable[[], bool]]] = [
+            (opts.run_orders, lambda: run_orders(opts, up, clients, stop)),
+            (opts.run_webhooks, lambda: run_webhooks(opts, up, clients, stop)),
+            (opts.run_sockets, lambda: run_sockets(opts, up)),
+            (opts.run_search, lambda: run_search(opts, up)),
+            (opts.run_prune, lambda: run_prune(opts, up, clients, stop)),
+        ]
         failed = False
-        if opts.run_orders:
-            failed |= run_orders(opts, up, clients, stop)
-        if opts.run_webhooks:
-            if opts.run_orders:
-                print(flush=True)
-            failed |= run_webhooks(opts, up, clients, stop)
-        if opts.run_sockets:
-            if opts.run_orders or opts.run_webhooks:
-                print(flush=True)
-            failed |= run_sockets(opts, up)
-        if opts.run_search:
-            if opts.run_orders or opts.run_webhooks or opts.run_sockets:
-                print(flush=True)
-            failed |= run_search(opts, up)
+        ran = 0
+        for selected, phase in phases:
+            if selected:
+                if ran:
+                    print(flush=True)
+                failed |= phase()
+                ran += 1
         return 1 if failed else 0
     except Exception:
         _show_logs(tmp)
