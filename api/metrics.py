@@ -34,7 +34,7 @@ from api import tracing
 from api.contract import documented
 from api.health import STALL_AFTER_S
 from api.security import public
-from kirana import db, dead_letters, liveness, outbox, redis_conn, search, sync
+from kirana import db, dead_letters, liveness, locks, outbox, redis_conn, search, sync
 from kirana.backups import catalog as backup_catalog
 from kirana.config import settings
 from kirana.loyalty import boards
@@ -69,6 +69,20 @@ class StoreCollector:
         yield sync_lag
         yield lag
         yield from _backup_metrics(database)
+        yield from _job_metrics(database)
+
+
+def _job_metrics(database: Database) -> Iterator[Metric]:
+    """When each run-once job (beat's daily ones among them) last finished: KiranaDailyJobStale reads it."""
+    try:
+        runs = locks.last_runs(database)
+    except pymongo.errors.PyMongoError:
+        return
+    last = GaugeMetricFamily("kirana_job_last_success_timestamp_seconds",
+                             "When a run-once job last finished", labels=["task"])
+    for job, at_ms in sorted(runs.items()):
+        last.add_metric([job], at_ms / 1000)
+    yield last
 
 
 def _backup_metrics(database: Database) -> Iterator[Metric]:

@@ -64,3 +64,9 @@ def record_run(db: Database, lock: Lock, outcome: str) -> bool:
             return False
         return True
     return False
+
+
+def last_runs(db: Database) -> dict[str, int]:
+    """Each run-once job's last completion, epoch ms, by job name (one document per job)."""
+    return {doc["_id"]: int(doc["finished_at_ms"]) for doc in db[JOBS].find({"outcome": "done"})
+            if doc.get("finished_at_ms")}

@@ -106,3 +106,18 @@ def test_given_a_scrape_then_it_exposes_every_metric_the_rules_and_dashboard_use
         names.add(family.name + {"counter": "_total", "histogram": "_bucket"}.get(family.type, ""))
 
     assert names >= API_METRICS, API_METRICS - names
+
+
+def test_given_a_run_once_job_finished_then_its_last_success_is_exposed_by_task(client: FlaskClient) -> None:  # type: ignore[no-untyped-def]
+    from kirana import db, locks, redis_conn
+
+    job = f"backups.prune_storage.test-{time.time_ns()}"
+    lock = locks.acquire(redis_conn.client(), job, 60)
+    assert lock is not None
+    before = time.time()
+    assert locks.record_run(db.database(), lock, "done")
+    locks.release(redis_conn.client(), lock)
+
+    at = value(scrape(client), "kirana_job_last_success_timestamp_seconds", task=job)
+
+    assert before - 1 <= at <= time.time() + 1

@@ -36,7 +36,8 @@ API_METRICS = {
 # Fixed in briefs/names.md and added to the same /metrics by the search and backups work.
 API_METRICS_FROM_OTHER_FEATURES = {
     "kirana_search_index_lag_seconds", "kirana_backup_last_success_timestamp_seconds",
-    "kirana_backup_last_failure_timestamp_seconds", "kirana_backup_last_duration_seconds",
+    "kirana_job_last_success_timestamp_seconds", "kirana_backup_last_failure_timestamp_seconds",
+    "kirana_backup_last_duration_seconds",
     "kirana_backup_last_size_bytes", "kirana_leaderboard_last_refresh_timestamp_seconds",
 }
 # celery-exporter 0.11.2 (deploy/exporter-constraints.txt), from its src/exporter.py.
