@@ -66,6 +66,7 @@ def create_app() -> Flask:
     app.register_blueprint(payments.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(dead_letters.bp)
+    app.register_blueprint(dead_letters.actions)
     app.register_blueprint(metrics.bp)
     # /ws/orders/<id>: served by the gevent `ws` process (stack.commands.ws_command).
     app.register_blueprint(live.bp)

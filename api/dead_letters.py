@@ -1,19 +1,26 @@
-"""/api/v1/dead-letters: work that gave up; list, show, replay, discard (ops)."""
+"""/api/v1/dead-letters: work that gave up; list, show, replay, discard (ops). /api/v1/dead-letter-actions:
+replay or discard many at once, by filter."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
 from api.contract import documented
-from api.problems import Problem
-from api.responses import DeadLetter, DeadLetterPage
-from api.schemas import DeadLettersQuery, parse_query
+from api.problems import Problem, unavailable
+from api.responses import BulkDeadLetters, DeadLetter, DeadLetterPage
+from api.schemas import BulkDeadLettersIn, DeadLettersQuery, parse_body, parse_query
 from api.security import client_address, principal, requires
 from kirana import audit, db, dead_letters
+from kirana.clock import now_ms
+from kirana.config import settings
 from tasks import audit as audit_task
+from tasks.backups import replay_dead_letters
+from tasks.reliability import BROKER_DOWN
 from tasks.reliability import replay as replay_letter
 
 bp = Blueprint("dead_letters", __name__, url_prefix="/api/v1/dead-letters")
+# A bulk action is a resource of its own: under /dead-letters/ its path would be taken for a letter's id.
+actions = Blueprint("dead_letter_actions", __name__, url_prefix="/api/v1/dead-letter-actions")
 
 
 def _letter(letter_id: str) -> dict:
@@ -41,6 +48,38 @@ def index() -> Response:
     items, total = dead_letters.query(db.database(), task=q.task, status=q.status, order_id=q.order_id,
                                       limit=q.limit, offset=q.offset)
     return jsonify({"items": items, "total": total, "limit": q.limit, "offset": q.offset})
+
+
+@actions.post("")
+@requires("dead_letters:manage")
+@documented(body=BulkDeadLettersIn, ok={200: BulkDeadLetters, 202: BulkDeadLetters}, tags=("operations",))
+def bulk() -> tuple[Response, int]:
+    """Replay or discard every open dead letter matching the filters; a dry run counts and samples them.
+
+    A replay is paced (`per_second`) by a task on the backups pool and takes the letters that
+    failed before this request; a discard is one write. One audit entry per action.
+    """
+    body = parse_body(request, BulkDeadLettersIn)
+    selection = dead_letters.Selection(body.task, body.exc_type, body.queue, body.failed_from_ms,
+                                       body.failed_until_ms).as_of(now_ms())
+    database = db.database()
+    count, sample = dead_letters.preview(database, selection)
+    answer = {"action": body.action, "dry_run": body.dry_run, "selection": selection.describe(), "count": count,
+              "sample": sample}
+    if body.dry_run:
+        return jsonify(answer), 200
+    if body.action == "discard":
+        answer["count"] = dead_letters.discard_selected(database, selection, by=principal().user_id)
+        _audit("dead_letters.discarded_bulk", "dead_letters", selection=selection.describe(), count=answer["count"])
+        return jsonify(answer), 200
+    pace = body.per_second or settings().dead_letter_replay_per_s
+    try:
+        job = replay_dead_letters.delay(selection.describe(), principal().user_id, pace)
+    except BROKER_DOWN as exc:  # nothing was replayed: ask again once the broker is back
+        raise unavailable("redis", exc) from None
+    _audit("dead_letters.replay_bulk", "dead_letters", selection=selection.describe(), count=count,
+           per_second=pace, job_id=job.id)
+    return jsonify({**answer, "job_id": job.id, "per_second": pace}), 202
 
 
 @bp.get("/<letter_id>")

@@ -308,6 +308,18 @@ class DeadLetter(_Open):
     traceback: str | None = None
 
 
+class BulkDeadLetters(_Out):
+    """What a bulk dead-letter action took (or, dry, would take)"""
+
+    action: Literal["replay", "discard"]
+    dry_run: bool
+    selection: dict[str, Any]
+    count: int  # matching now (dry run, replay) or discarded
+    sample: list[DeadLetter]
+    job_id: str | None = None  # the paced replay's task
+    per_second: float | None = None
+
+
 class DeadLetterPage(_Page):
     """Dead letters"""
 

@@ -284,6 +284,26 @@ class CheckoutIn(_Body):
     razorpay_signature: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
+class BulkDeadLettersIn(_Body):
+    """A bulk action on the open dead letters that match every given filter."""
+
+    action: Literal["replay", "discard"]
+    dry_run: bool = False  # count and sample only
+    task: Filter | None = None
+    exc_type: Filter | None = None
+    queue: Filter | None = None
+    failed_from_ms: Annotated[int, Field(ge=0)] | None = None  # last failure at or after (epoch ms)
+    failed_until_ms: Annotated[int, Field(ge=0)] | None = None  # last failure before
+    per_second: Annotated[float, Field(gt=0, le=1000)] | None = None  # replay pace; DEAD_LETTER_REPLAY_PER_S if absent
+
+    @model_validator(mode="after")
+    def _range(self) -> BulkDeadLettersIn:
+        if self.failed_from_ms is not None and self.failed_until_ms is not None \
+                and self.failed_from_ms >= self.failed_until_ms:
+            raise ValueError("failed_from_ms must be before failed_until_ms")
+        return self
+
+
 # --- catalog writes (api/products.py) ---------------------------------------------------------------
 
 Paise = Annotated[int, Field(ge=1, le=10_000_000_00)]

@@ -178,6 +178,8 @@ class Settings:
     prune_batch: int = 1000
     prune_pause_s: float = 0.2
     prune_max_batches: int = 200
+    # A bulk replay of dead letters sends at most this many a second (tasks.reliability.replay_selection).
+    dead_letter_replay_per_s: float = 20.0
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -2,13 +2,20 @@
 
 A task that exhausts its retries, fails with an error retrying would not
 fix, or keeps killing its worker lands here with everything needed to run it
-again. Nothing is ever deleted: a discarded letter is only marked so.
+again. A discarded or replayed letter is only marked so; the bounded-storage
+prune (kirana.retention) deletes closed ones past their retention.
+
+Ops act on one letter, or on every open letter a `Selection` matches (task,
+error class, queue, a time range of the last failure): a dry run counts them
+and shows a sample, a bulk discard closes them in one write, a bulk replay is
+paced by its caller (tasks.reliability.replay_selection).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -132,3 +139,56 @@ def counts_by_task(db: Database) -> dict[str, int]:
 
 def new_task_id() -> str:
     return new_id("replay")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The open dead letters a bulk action takes: every given field must match."""
+
+    task: str | None = None
+    exc_type: str | None = None
+    queue: str | None = None
+    failed_from_ms: int | None = None  # last failure at or after
+    failed_until_ms: int | None = None  # last failure before
+
+    def query(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"status": OPEN}
+        for name in ("task", "exc_type", "queue"):
+            if getattr(self, name):
+                found[name] = getattr(self, name)
+        when: dict[str, int] = {}
+        if self.failed_from_ms is not None:
+            when["$gte"] = self.failed_from_ms
+        if self.failed_until_ms is not None:
+            when["$lt"] = self.failed_until_ms
+        if when:
+            found["last_failed_at_ms"] = when
+        return found
+
+    def as_of(self, at_ms: int) -> Selection:
+        """The same selection closed at `at_ms`: letters failing after the action was asked are not taken."""
+        until = at_ms if self.failed_until_ms is None else min(self.failed_until_ms, at_ms)
+        return Selection(self.task, self.exc_type, self.queue, self.failed_from_ms, until)
+
+    def describe(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def preview(db: Database, selection: Selection, *, sample: int = 10) -> tuple[int, list[dict[str, Any]]]:
+    """A dry run: how many open letters the selection takes, and the newest few."""
+    query = selection.query()
+    found = db[DEAD_LETTERS].find(query).sort("last_failed_at_ms", -1).limit(sample)
+    return db[DEAD_LETTERS].count_documents(query), [view(letter) for letter in found]
+
+
+def discard_selected(db: Database, selection: Selection, *, by: str | None) -> int:
+    """Close every open letter the selection takes, in one write; how many."""
+    done = db[DEAD_LETTERS].update_many(selection.query(), {"$set": {"status": DISCARDED, "discarded_by": by,
+                                                                     "discarded_at_ms": now_ms()}})
+    return int(done.modified_count)
+
+
+def open_ids(db: Database, selection: Selection, *, limit: int) -> list[str]:
+    """Up to `limit` open letters of the selection, oldest failure first (the order a replay takes)."""
+    found = db[DEAD_LETTERS].find(selection.query(), {"_id": 1}).sort("last_failed_at_ms", 1).limit(limit)
+    return [letter["_id"] for letter in found]

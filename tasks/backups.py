@@ -1,15 +1,17 @@
 """backups queue: take a backup (daily by beat, or on demand), verify the latest, prune old ones;
-and the daily prune of finished records (bounded storage), the other housekeeping job."""
+and the other long housekeeping jobs: the daily prune of finished records (bounded storage) and
+the paced bulk replay of dead letters."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kirana import audit, db, retention
+from kirana import audit, db, dead_letters, retention
 from kirana.backups import jobs
 from kirana.clock import now_ms
 from kirana.config import settings
 from tasks import audit as audit_task
+from tasks import reliability
 from tasks.app import app
 from tasks.base import KiranaTask
 from tasks.reliability import run_once
@@ -59,3 +61,10 @@ def prune_storage() -> dict[str, int]:
     audit_task.send(audit.new_event("storage.pruned", actor=None, target="retention",
                                     detail={name: n for name, n in deleted.items() if n}))
     return deleted
+
+
+@app.task(name="backups.replay_dead_letters", base=KiranaTask, soft_time_limit=SOFT_LIMIT_S,
+          time_limit=HARD_LIMIT_S)
+def replay_dead_letters(selection: dict[str, Any], by: str | None, per_second: float) -> int:
+    """A bulk replay asked by ops (api/dead_letters.py), paced; on the housekeeping pool, not a busy one."""
+    return reliability.replay_selection(dead_letters.Selection(**selection), by=by, per_second=per_second)

@@ -4,6 +4,10 @@
     python -m tasks.dead_letters show ID
     python -m tasks.dead_letters replay ID      re-enqueue under a new task id (audited)
     python -m tasks.dead_letters discard ID     keep it, marked discarded (audited)
+    python -m tasks.dead_letters bulk replay|discard [--task T] [--exc-type E] [--queue Q]
+        [--failed-from-ms MS] [--failed-until-ms MS] [--dry-run] [--per-second N]
+                                                every open letter matching them; a replay is paced
+                                                here, in this process (audited once)
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import json
 import sys
 
 from kirana import audit, db, dead_letters
+from kirana.clock import now_ms
+from kirana.config import settings
 from tasks import audit as audit_task
-from tasks.reliability import replay
+from tasks.reliability import replay, replay_selection
 
 
 def _actor() -> str:
@@ -33,9 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--limit", type=int, default=50)
     for verb in ("show", "replay", "discard"):
         sub.add_parser(verb).add_argument("id")
+    bulk = sub.add_parser("bulk")
+    bulk.add_argument("action", choices=["replay", "discard"])
+    for name in ("--task", "--exc-type", "--queue"):
+        bulk.add_argument(name)
+    bulk.add_argument("--failed-from-ms", type=int)
+    bulk.add_argument("--failed-until-ms", type=int)
+    bulk.add_argument("--dry-run", action="store_true")
+    bulk.add_argument("--per-second", type=float, default=settings().dead_letter_replay_per_s)
     args = parser.parse_args(argv)
     database = db.database()
     try:
+        if args.command == "bulk":
+            return _bulk(args)
         if args.command == "list":
             items, total = dead_letters.query(database, task=args.task, status=args.status,
                                               order_id=args.order_id, limit=args.limit)
@@ -62,6 +78,29 @@ def main(argv: list[str] | None = None) -> int:
     except dead_letters.AlreadyClosed as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    return 0
+
+
+def _bulk(args: argparse.Namespace) -> int:
+    database = db.database()
+    selection = dead_letters.Selection(args.task, args.exc_type, args.queue, args.failed_from_ms,
+                                       args.failed_until_ms).as_of(now_ms())
+    count, sample = dead_letters.preview(database, selection)
+    print(f"{count} open dead letter(s) match {selection.describe()}")
+    for letter in sample:
+        print(f"  {letter['id']}  {letter['task']:<24} {letter['exc_type']}: {letter['message'][:60]}")
+    if args.dry_run:
+        return 0
+    if args.action == "discard":
+        done = dead_letters.discard_selected(database, selection, by=_actor())
+        action = "dead_letters.discarded_bulk"
+    else:
+        print(f"replaying at most {args.per_second:g} a second")
+        done = replay_selection(selection, by=_actor(), per_second=args.per_second)
+        action = "dead_letters.replay_bulk"
+    audit_task.send(audit.new_event(action, actor=None, target="dead_letters",
+                                    detail={"by": _actor(), "selection": selection.describe(), "count": done}))
+    print(f"{args.action}: {done}")
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -70,6 +71,33 @@ def replay(letter_id: str, *, by: str | None) -> dict[str, Any]:
         dead_letters.reopen(database, letter_id)
         raise
     return dead_letters.get(database, letter_id)
+
+
+def replay_selection(selection: dead_letters.Selection, *, by: str | None, per_second: float,
+                     sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                     batch: int = 100) -> int:
+    """Replay every open letter of `selection`, oldest first, at most `per_second`; how many.
+
+    Paced so that replaying ten thousand does not flood a pool. A letter another
+    hand closed meanwhile is passed over; a broker failure stops the run (what was
+    replayed stays replayed, the rest stays open for a retry).
+    """
+    database = db.database()
+    interval = 1.0 / per_second
+    next_at = clock()
+    replayed = 0
+    while ids := dead_letters.open_ids(database, selection, limit=batch):
+        for letter_id in ids:
+            wait = next_at - clock()
+            if wait > 0:
+                sleep(wait)
+            next_at = max(next_at, clock() - interval) + interval  # no burst after a slow step
+            try:
+                replay(letter_id, by=by)
+            except dead_letters.AlreadyClosed:
+                continue
+            replayed += 1
+    return replayed
 
 
 def enqueue(task: celery.Task, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> str:
