@@ -277,9 +277,9 @@ def capture(db: Database, gateway: Razorpay, payment_id: str, *, lease_ms: int,
     if remote["status"] != "authorized":
         return CaptureResult("not_authorized")
     advance(db, payment_id, S.AUTHORIZED, razorpay_payment_id=remote["id"])
-    leased = _capture_lease(db, payment_id, lease_ms, owner)
-    if isinstance(leased, int):
-        return CaptureResult("busy", retry_in_ms=leased)
+    busy_for_ms = _capture_lease(db, payment_id, lease_ms, owner)
+    if busy_for_ms is not None:
+        return CaptureResult("busy", retry_in_ms=busy_for_ms)
     try:
         captured = gateway.capture(remote["id"], payment["amount_paise"])
     except GatewayRefused:
@@ -296,8 +296,9 @@ def capture(db: Database, gateway: Razorpay, payment_id: str, *, lease_ms: int,
     return CaptureResult("captured", mark_captured(db, payment, captured))
 
 
-def _capture_lease(db: Database, payment_id: str, lease_ms: int, owner: str | None) -> dict[str, Any] | int:
-    """The attempt, now leased to `owner` for `lease_ms`; or, held by another run, ms until its lease lapses."""
+def _capture_lease(db: Database, payment_id: str, lease_ms: int, owner: str | None) -> int | None:
+    """Lease the attempt to `owner` for `lease_ms`: None when it is ours now; else, held by another
+    run, the ms until that lease lapses."""
     now = now_ms()
     lease = {"$set": {"capturing_until_ms": now + lease_ms, "capturing_by": owner}}
     leased = db[PAYMENTS].find_one_and_update(
@@ -307,7 +308,7 @@ def _capture_lease(db: Database, payment_id: str, lease_ms: int, owner: str | No
         leased = db[PAYMENTS].find_one_and_update(
             {"_id": payment_id, "status": str(S.AUTHORIZED), "capturing_by": owner}, lease)
     if leased is not None:
-        return dict(leased)
+        return None
     current = get_attempt(db, payment_id)
     return max(int(current.get("capturing_until_ms") or 0) - now, 0)
 
