@@ -33,47 +33,35 @@ class Rule:
     collection: str
     guard: Mapping[str, Any]
     field: str  # epoch ms: the record's age is counted from it
-    keep_days: Callable[[Settings], int]
+    setting: str  # the Settings field (retention_*_days) that says how many days the records are kept
+
+    def keep_days(self, cfg: Settings) -> int:
+        return int(getattr(cfg, self.setting))
 
     def index_keys(self) -> list[tuple[str, int]]:
         return [(key, 1) for key in self.guard] + [(self.field, 1)]
 
 
-def _webhooks(cfg: Settings) -> int:
-    return cfg.retention_webhook_days
-
-
-def _sessions(cfg: Settings) -> int:
-    return cfg.retention_session_days
-
-
-def _sync(cfg: Settings) -> int:
-    return cfg.retention_sync_days
-
-
-def _dead_letters(cfg: Settings) -> int:
-    return cfg.retention_dead_letter_days
-
-
 RULES: tuple[Rule, ...] = (
-    Rule("outbox.sent", outbox.OUTBOX, {"status": "sent"}, "sent_at_ms", lambda c: c.retention_outbox_days),
+    Rule("outbox.sent", outbox.OUTBOX, {"status": "sent"}, "sent_at_ms", "retention_outbox_days"),
     # Kept well past Razorpay's 24 h of retries: a redelivery must still find its duplicate.
-    Rule("webhook_events.handled", payments.WEBHOOK_EVENTS, {"status": "handled"}, "handled_at_ms", _webhooks),
-    Rule("webhook_events.ignored", payments.WEBHOOK_EVENTS, {"status": "ignored"}, "handled_at_ms", _webhooks),
+    Rule("webhook_events.handled", payments.WEBHOOK_EVENTS, {"status": "handled"}, "handled_at_ms",
+         "retention_webhook_days"),
+    Rule("webhook_events.ignored", payments.WEBHOOK_EVENTS, {"status": "ignored"}, "handled_at_ms",
+         "retention_webhook_days"),
     Rule("dead_letters.replayed", dead_letters.DEAD_LETTERS, {"status": dead_letters.REPLAYED}, "replayed_at_ms",
-         _dead_letters),
+         "retention_dead_letter_days"),
     Rule("dead_letters.discarded", dead_letters.DEAD_LETTERS, {"status": dead_letters.DISCARDED},
-         "discarded_at_ms", _dead_letters),
-    Rule("notification_attempts", notifications.ATTEMPTS, {}, "at_ms",
-         lambda c: c.retention_notification_attempt_days),
-    *(Rule(f"sync_operations.{status}", sync.OPERATIONS, {"status": status}, "applied_at_ms", _sync)
+         "discarded_at_ms", "retention_dead_letter_days"),
+    Rule("notification_attempts", notifications.ATTEMPTS, {}, "at_ms", "retention_notification_attempt_days"),
+    *(Rule(f"sync_operations.{status}", sync.OPERATIONS, {"status": status}, "applied_at_ms", "retention_sync_days")
       for status in sorted(sync.FINAL)),
-    Rule("sync_batches.applied", sync.BATCHES, {"status": sync.APPLIED}, "applied_at_ms", _sync),
-    Rule("sessions.revoked", tokens.SESSIONS, {}, "revoked_at_ms", _sessions),
-    Rule("sessions.expired", tokens.SESSIONS, {}, "expires_at_ms", _sessions),
+    Rule("sync_batches.applied", sync.BATCHES, {"status": sync.APPLIED}, "applied_at_ms", "retention_sync_days"),
+    Rule("sessions.revoked", tokens.SESSIONS, {}, "revoked_at_ms", "retention_session_days"),
+    Rule("sessions.expired", tokens.SESSIONS, {}, "expires_at_ms", "retention_session_days"),
     # A spent refresh token matters while its session could still be refreshed.
-    Rule("refresh_tokens_spent", tokens.SPENT, {}, "expires_at_ms", _sessions),
-    Rule("enrolment_tokens", two_factor.ENROLMENT_TOKENS, {}, "expires_at_ms", _sessions),
+    Rule("refresh_tokens_spent", tokens.SPENT, {}, "expires_at_ms", "retention_session_days"),
+    Rule("enrolment_tokens", two_factor.ENROLMENT_TOKENS, {}, "expires_at_ms", "retention_session_days"),
 )
 
 

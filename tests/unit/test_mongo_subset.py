@@ -47,3 +47,14 @@ def test_every_prune_rule_reads_through_an_index_of_its_guard_and_age() -> None:
     declared = {(collection, tuple(keys)) for collection, keys, _ in db.INDEXES}
     missing = [rule.name for rule in retention.RULES if (rule.collection, tuple(rule.index_keys())) not in declared]
     assert missing == []
+
+
+def test_every_prune_rule_names_a_retention_setting() -> None:
+    from dataclasses import fields
+
+    from kirana import retention
+    from kirana.config import Settings
+
+    settings_fields = {f.name for f in fields(Settings)}
+    assert [r.name for r in retention.RULES if r.setting not in settings_fields
+            or not r.setting.startswith("retention_")] == []
