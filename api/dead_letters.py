@@ -70,14 +70,14 @@ def bulk() -> tuple[Response, int]:
         return jsonify(answer), 200
     if body.action == "discard":
         answer["count"] = dead_letters.discard_selected(database, selection, by=principal().user_id)
-        _audit("dead_letters.discarded_bulk", "dead_letters", selection=selection.describe(), count=answer["count"])
+        _audit(dead_letters.BULK_DISCARDED, "dead_letters", selection=selection.describe(), count=answer["count"])
         return jsonify(answer), 200
     pace = body.per_second or settings().dead_letter_replay_per_s
     try:
         job = replay_dead_letters.delay(selection.describe(), principal().user_id, pace)
     except BROKER_DOWN as exc:  # nothing was replayed: ask again once the broker is back
         raise unavailable("redis", exc) from None
-    _audit("dead_letters.replay_bulk", "dead_letters", selection=selection.describe(), count=count,
+    _audit(dead_letters.BULK_REPLAYED, "dead_letters", selection=selection.describe(), count=count,
            per_second=pace, job_id=job.id)
     return jsonify({**answer, "job_id": job.id, "per_second": pace}), 202
 

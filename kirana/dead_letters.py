@@ -29,6 +29,10 @@ DEAD_LETTERS = "dead_letters"
 
 OPEN, REPLAYED, DISCARDED = "open", "replayed", "discarded"
 
+# The audit actions of a bulk action (one entry each, with the selection and the count): the API
+# and the CLI write the same ones.
+BULK_DISCARDED, BULK_REPLAYED = "dead_letters.discarded_bulk", "dead_letters.replay_bulk"
+
 _ORDER_ID = re.compile(r"^(ord_[0-9A-Z]{26})(?::p\d+)?$")
 
 

@@ -140,17 +140,19 @@ def ferretdb_command(port: int, data_dir: Path) -> list[str]:
     ]
 
 
+def _testing_on_ferretdb() -> bool:
+    return os.environ.get("KIRANA_TEST_MONGO") == "ferretdb"
+
+
 def test_mongo_name() -> str:
     """The name of the server test_mongo_command starts, for what the benches print."""
-    return "FerretDB" if os.environ.get("KIRANA_TEST_MONGO") == "ferretdb" else "nx-27017"
+    return "FerretDB" if _testing_on_ferretdb() else "nx-27017"
 
 
 def test_mongo_command(port: int, data_dir: Path) -> list[str]:
     """The MongoDB the tests, the chaos suite and the benches start: nx-27017, or FerretDB when
     KIRANA_TEST_MONGO=ferretdb (`make test-ferretdb`)."""
-    if os.environ.get("KIRANA_TEST_MONGO") == "ferretdb":
-        return ferretdb_command(port, data_dir)
-    return mongo_command(port, data_dir)
+    return ferretdb_command(port, data_dir) if _testing_on_ferretdb() else mongo_command(port, data_dir)
 
 
 class Server:

@@ -93,11 +93,11 @@ def _bulk(args: argparse.Namespace) -> int:
         return 0
     if args.action == "discard":
         done = dead_letters.discard_selected(database, selection, by=_actor())
-        action = "dead_letters.discarded_bulk"
+        action = dead_letters.BULK_DISCARDED
     else:
         print(f"replaying at most {args.per_second:g} a second")
         done = replay_selection(selection, by=_actor(), per_second=args.per_second)
-        action = "dead_letters.replay_bulk"
+        action = dead_letters.BULK_REPLAYED
     audit_task.send(audit.new_event(action, actor=None, target="dead_letters",
                                     detail={"by": _actor(), "selection": selection.describe(), "count": done}))
     print(f"{args.action}: {done}")
