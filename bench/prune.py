@@ -30,7 +30,7 @@ class PruneResult:
     fill_s: float
     prune_s: float
     deleted: int
-    left_recent: int
+    rows_left: int
     batch: int
     pause_s: float
     orders_before: float  # confirmed orders/s
@@ -39,7 +39,7 @@ class PruneResult:
 
     @property
     def failed(self) -> bool:
-        return self.deleted != self.rows or self.left_recent != RECENT
+        return self.deleted != self.rows or self.rows_left != RECENT
 
 
 def fill(database: Database, rows: int, now_ms: int, keep_days: int) -> float:
@@ -83,7 +83,7 @@ def run_phase(database: Database, cfg: Settings, rows: int,
     during = confirmed / seconds if seconds else 0.0
     left = database[RULE.collection].count_documents({})
     return PruneResult(rows=rows, fill_s=fill_s, prune_s=done.get("seconds", 0.0), deleted=int(done.get("deleted", 0)),
-                       left_recent=left, batch=cfg.prune_batch, pause_s=cfg.prune_pause_s, orders_before=before,
+                       rows_left=left, batch=cfg.prune_batch, pause_s=cfg.prune_pause_s, orders_before=before,
                        orders_during=during, orders_during_n=confirmed)
 
 
@@ -94,7 +94,7 @@ def report(result: PruneResult, server: str) -> str:
         f"prune of {result.rows:,} old notification attempts on {server} (batches of {result.batch:,}, "
         f"{result.pause_s:g} s pause between them; filled in {result.fill_s:.1f} s)",
         f"  pruned {result.deleted:,} in {result.prune_s:.1f} s = {rate:,.0f} rows/s "
-        f"({paused:.0f} s of it the pauses); recent rows left: {result.left_recent} of {RECENT}",
+        f"({paused:.0f} s of it the pauses); rows left (the recent ones): {result.rows_left} of {RECENT}",
         f"  orders pool confirmed {result.orders_before:.1f} orders/s before the prune, "
         f"{result.orders_during:.1f}/s during it ({result.orders_during_n} orders)",
     ]
